@@ -1,0 +1,96 @@
+"""Attribute keys: the one place span attribute names are spelled.
+
+The SDK emits the current OpenTelemetry GenAI conventions (content as ``gen_ai.input.messages`` /
+``gen_ai.output.messages`` JSON strings) plus ``llm_monitor.*`` keys for what those conventions lack
+(span kind of hand-made spans, prompt name/version, captured function inputs/outputs, tags).
+The collector reads the same constants, so a rename here changes both sides at once.
+
+Reference: ``shared/reference/otel-llm-conventions.md`` §1 (OTel GenAI) and §6 (mapping table).
+"""
+
+from __future__ import annotations
+
+# --- OpenTelemetry GenAI (current generation, >= v1.37) ---------------------------------------------
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_SYSTEM = "gen_ai.system"  # deprecated predecessor of gen_ai.provider.name
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"  # seconds
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
+GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
+GEN_AI_REQUEST_SEED = "gen_ai.request.seed"
+GEN_AI_REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
+GEN_AI_REQUEST_ENCODING_FORMATS = "gen_ai.request.encoding_formats"
+GEN_AI_OUTPUT_TYPE = "gen_ai.output.type"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"  # deprecated
+GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"  # deprecated
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+GEN_AI_TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT = "gen_ai.embeddings.dimension.count"
+GEN_AI_AGENT_NAME = "gen_ai.agent.name"
+GEN_AI_AGENT_ID = "gen_ai.agent.id"
+GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
+GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"
+GEN_AI_DATA_SOURCE_ID = "gen_ai.data_source.id"
+GEN_AI_PROMPT = "gen_ai.prompt"  # oldest generation: plain string
+GEN_AI_COMPLETION = "gen_ai.completion"  # oldest generation: plain string
+
+# Well-known gen_ai.operation.name values.
+OP_CHAT = "chat"
+OP_TEXT_COMPLETION = "text_completion"
+OP_GENERATE_CONTENT = "generate_content"
+OP_EMBEDDINGS = "embeddings"
+OP_EXECUTE_TOOL = "execute_tool"
+OP_INVOKE_AGENT = "invoke_agent"
+OP_CREATE_AGENT = "create_agent"
+OP_INVOKE_WORKFLOW = "invoke_workflow"
+OP_RETRIEVAL = "retrieval"
+OP_PLAN = "plan"
+
+# --- generic OpenTelemetry keys --------------------------------------------------------------------
+ERROR_TYPE = "error.type"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+USER_ID = "user.id"
+SESSION_ID = "session.id"
+SERVICE_NAME = "service.name"
+SERVICE_VERSION = "service.version"
+DEPLOYMENT_ENVIRONMENT_NAME = "deployment.environment.name"
+DEPLOYMENT_ENVIRONMENT = "deployment.environment"  # older name
+EXCEPTION_EVENT = "exception"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+
+# --- llm-monitor's own keys (what the GenAI conventions lack) ---------------------------------------
+LLM_MONITOR_PREFIX = "llm_monitor."
+LLM_MONITOR_SPAN_KIND = "llm_monitor.span.kind"  # chain|agent|tool|retriever|llm|embedding|other
+LLM_MONITOR_INPUT = "llm_monitor.input"  # JSON of a decorated function's arguments (size-capped)
+LLM_MONITOR_OUTPUT = "llm_monitor.output"  # JSON of its return value (size-capped)
+LLM_MONITOR_PROMPT_NAME = "llm_monitor.prompt.name"
+LLM_MONITOR_PROMPT_VERSION = "llm_monitor.prompt.version"
+LLM_MONITOR_PROMPT_TEMPLATE = "llm_monitor.prompt.template"
+LLM_MONITOR_PROMPT_VARIABLES = "llm_monitor.prompt.variables"  # JSON object
+LLM_MONITOR_TAGS = "llm_monitor.tags"  # string[]
+LLM_MONITOR_METADATA_PREFIX = "llm_monitor.metadata."
+LLM_MONITOR_PROJECT = "llm_monitor.project"  # resource attribute: which project the app reports to
+
+# Instrumentation scope names our SDK uses (the collector recognises its own spans by them too).
+SCOPE_PREFIX = "llm_monitor"
+
+# Canonical span kinds (DESIGN §2, `spans.kind`).
+KINDS = ("llm", "embedding", "chain", "agent", "tool", "retriever", "reranker", "guardrail", "evaluator", "other")
