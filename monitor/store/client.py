@@ -94,13 +94,14 @@ def _holder_of(path: str) -> str | None:
 
 
 def _clean_error(e: BaseException) -> str:
-    """One line from a clickhouse-connect/chDB exception: the engine message without stack noise."""
-    text = str(e).strip()
-    m = re.search(r"(Code: \d+\. DB::Exception: .*?)(?: \(version|\n|$)", text, re.S)
-    if m:
-        text = m.group(1)
-    text = text.splitlines()[0] if text else type(e).__name__
-    return re.sub(r"\s+", " ", text)[:500]
+    """One short line from a clickhouse-connect/chDB exception, keeping ClickHouse's error name."""
+    text = re.sub(r"\s+", " ", str(e)).strip() or type(e).__name__
+    text = re.sub(r" \(version [^)]*\)", "", text)
+    name = re.search(r"\(([A-Z][A-Z_]+)\)\s*$", text)
+    text = re.sub(r" FORMAT Native", "", text)
+    if len(text) > 300:
+        text = text[:240].rstrip() + " ..." + (f" ({name.group(1)})" if name else "")
+    return text
 
 
 class Store:
@@ -115,7 +116,11 @@ class Store:
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
         self._closed = False
-        self.client()  # connect now so a bad URL or a held path fails at start-up
+        self._db_bound = False
+        first = self.client()  # connect now so a bad URL or a held path fails at start-up
+        exists = first.query("SELECT count() FROM system.databases WHERE name = {d:String}", parameters={"d": self.database})
+        if exists.result_rows[0][0]:
+            self.bind_database()
 
     # --- connections --------------------------------------------------------------------------------
     @property
@@ -129,6 +134,8 @@ class Store:
         c = getattr(self._local, "client", None)
         if c is None:
             c = self._connect()
+            if self._db_bound:
+                c.database = self.database
             self._local.client = c
             with self._clients_lock:
                 self._clients.append(c)
@@ -174,6 +181,13 @@ class Store:
                 raise StoreError(f"cannot open embedded store {path}: {_clean_error(e)}") from None
             _ENGINE_PATH = path
             return client
+
+    def bind_database(self) -> None:
+        """Make unqualified table names resolve in this store's database (once it exists)."""
+        self._db_bound = True
+        with self._clients_lock:
+            for c in self._clients:
+                c.database = self.database
 
     def close(self) -> None:
         """Close every client. The chDB engine itself lives until the process exits (chDB's rule)."""

@@ -61,6 +61,7 @@ def apply_migrations(store: Store, retention_days: int = 30, cluster: str | None
     """Bring the schema up to date; returns the versions applied now (empty when already current)."""
     db = store.database
     store.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    store.bind_database()
     store.command(
         f"CREATE TABLE IF NOT EXISTS `{db}`.`schema_version` "
         "(`version` UInt32, `name` String, `applied_at` DateTime64(3, 'UTC') DEFAULT now64(3)) "

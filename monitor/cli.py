@@ -1,0 +1,211 @@
+"""The ``llm-monitor`` command.
+
+Every subcommand takes ``--store`` and ``--config``; every failure is one clear line on stderr and a
+non-zero exit (2 for bad usage or configuration, 1 for runtime failures). Heavy imports happen inside the
+subcommand that needs them, so ``llm-monitor --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from monitor._version import __version__
+from monitor.settings import ConfigError, Settings
+
+log = logging.getLogger("llm_monitor")
+
+
+class CommandError(Exception):
+    """A failure to report as one line with exit code ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", help="store URL: chdb:///abs/path or http(s)://user:pass@host:8123/db")
+    p.add_argument("--config", help="YAML config file (default: ./llm-monitor.yaml when present)")
+    p.add_argument("--database", help="ClickHouse database (default llm_monitor)")
+    p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-monitor", description="Production monitoring for LLM applications."
+    )
+    parser.add_argument("--version", action="version", version=f"llm-monitor {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("up", help="all-in-one on the embedded store: collector, dashboard (and demo traffic)")
+    _common(p)
+    p.add_argument("--host", help="collector bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="collector OTLP/HTTP port (default 4318)")
+    p.add_argument("--dashboard-port", dest="dashboard_port", type=int, help="dashboard port (default 8501)")
+    p.add_argument("--no-dashboard", dest="dashboard", action="store_false", help="do not serve the dashboard")
+    p.add_argument("--demo", action="store_true", help="also run the demo workload against the collector")
+
+    p = sub.add_parser("collector", help="run only the collector (for a ClickHouse server store)")
+    _common(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+
+    p = sub.add_parser("dashboard", help="run only the dashboard (for a ClickHouse server store)")
+    _common(p)
+    p.add_argument("--dashboard-port", dest="dashboard_port", type=int)
+
+    p = sub.add_parser("demo", help="drive realistic LLM traffic (real openai SDK, local fake) into a collector")
+    _common(p)
+    p.add_argument("--endpoint", default=None, help="collector URL (default http://127.0.0.1:<port>)")
+    p.add_argument("--iterations", type=int, default=None, help="stop after N conversations (default: run until Ctrl-C)")
+    p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    p.add_argument("--interval", type=float, default=0.3, help="seconds between conversations")
+
+    p = sub.add_parser("query", help="run a read-only SQL query against the store")
+    _common(p)
+    p.add_argument("sql", help="the SQL; tables are in the configured database (e.g. SELECT count() FROM spans)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    p = sub.add_parser("migrate", help="create or upgrade the schema")
+    _common(p)
+    p.add_argument("--retention-days", dest="retention_days", type=int)
+
+    p = sub.add_parser("config", help="print the resolved configuration")
+    _common(p)
+    p.add_argument("--markdown", action="store_true", help="print the README's table of every setting")
+    return parser
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        k: getattr(args, k, None)
+        for k in ("store", "database", "host", "port", "dashboard_port", "retention_days", "log_level")
+    }
+    return Settings.load(overrides, config_file=getattr(args, "config", None))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings(args)
+        _setup_logging(settings.log_level)
+        return int(COMMANDS[args.command](args, settings) or 0)
+    except ConfigError as e:
+        print(f"llm-monitor: configuration error: {e}", file=sys.stderr)
+        return 2
+    except CommandError as e:
+        print(f"llm-monitor: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # the last line of defence: one line, not a traceback
+        from monitor.store import StoreError
+
+        if isinstance(e, StoreError):
+            print(f"llm-monitor: {e}", file=sys.stderr)
+            return 1
+        if settings_debug():
+            raise
+        print(f"llm-monitor: {type(e).__name__}: {e} (set LLM_MONITOR_LOG_LEVEL=DEBUG for a traceback)", file=sys.stderr)
+        return 1
+
+
+def settings_debug() -> bool:
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+# --- subcommands ------------------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.store import open_store
+    from monitor.store.migrations import apply_migrations, current_version
+
+    store = open_store(settings.store, settings.database)
+    try:
+        applied = apply_migrations(store, retention_days=settings.retention_days)
+        version = current_version(store)
+    finally:
+        store.close()
+    what = f"applied {', '.join(map(str, applied))}" if applied else "already current"
+    print(f"schema version {version} ({what}) in {store.url.redacted()} database {settings.database}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.queryfmt import format_result
+    from monitor.store import open_store
+
+    store = open_store(settings.store, settings.database, readonly=True)
+    try:
+        result = store.query(args.sql)
+    finally:
+        store.close()
+    sys.stdout.write(format_result(result.column_names, result.result_rows, args.format))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.settings import FIELDS, markdown_table
+
+    if args.markdown:
+        print(markdown_table())
+        return 0
+    for f in FIELDS:
+        value: Any = getattr(settings, f.name)
+        if f.name == "api_keys":
+            value = f"{len(value)} key(s)"
+        print(f"{f.name} = {value}")
+    print(f"config_file = {settings.config_file or '(none)'}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.runtime import run_up
+
+    return run_up(settings, dashboard=args.dashboard, demo=args.demo)
+
+
+def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.runtime import run_up
+
+    return run_up(settings, dashboard=False, demo=False)
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.runtime import run_dashboard_only
+
+    return run_dashboard_only(settings)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.runtime import run_demo_command
+
+    endpoint = args.endpoint or f"http://{settings.host}:{settings.port}"
+    return run_demo_command(endpoint, iterations=args.iterations, duration=args.duration, interval=args.interval)
+
+
+COMMANDS = {
+    "up": cmd_up,
+    "collector": cmd_collector,
+    "dashboard": cmd_dashboard,
+    "demo": cmd_demo,
+    "query": cmd_query,
+    "migrate": cmd_migrate,
+    "config": cmd_config,
+}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

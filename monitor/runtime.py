@@ -1,0 +1,167 @@
+"""Process orchestration for ``llm-monitor up`` / ``collector`` / ``dashboard`` / ``demo``.
+
+``up`` owns the embedded store: it opens it once, registers it with :func:`monitor.store.set_shared_store`
+so the in-process dashboard uses the same engine, starts the collector (background threads) and, unless
+``--no-dashboard``, serves Streamlit from the main thread (Streamlit installs its signal handlers there).
+SIGTERM/SIGINT stop the dashboard and the demo first, then the collector, which drains every acknowledged
+span into the store before the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from monitor._version import __version__
+from monitor.settings import Settings
+
+log = logging.getLogger("llm_monitor.runtime")
+
+
+def _dashboard_script() -> str:
+    import dashboards
+
+    return str(Path(dashboards.__file__).with_name("app.py"))
+
+
+def _open(settings: Settings) -> Any:
+    from monitor.store import open_store
+
+    return open_store(settings.store, settings.database, migrate=True, retention_days=settings.retention_days)
+
+
+def _streamlit_flags(settings: Settings) -> dict[str, Any]:
+    return {
+        "server_port": settings.dashboard_port,
+        "server_address": settings.dashboard_host,
+        "server_headless": True,
+        "server_fileWatcherType": "none",
+        "server_runOnSave": False,
+        "browser_gatherUsageStats": False,
+        "global_developmentMode": False,
+        "client_toolbarMode": "minimal",
+    }
+
+
+def serve_dashboard(settings: Settings) -> None:
+    """Serve the Streamlit app from this thread (must be the main thread) until SIGTERM/SIGINT."""
+    from streamlit.web import bootstrap
+
+    flags = _streamlit_flags(settings)
+    bootstrap.load_config_options(flags)
+    bootstrap.run(_dashboard_script(), False, [], flags)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_up(settings: Settings, *, dashboard: bool = True, demo: bool = False) -> int:
+    """Run collector (+ dashboard, + demo) on one store until a signal; returns the exit code."""
+    from collectors.server import CollectorServer
+    from monitor.store import set_shared_store
+    from monitor.store.migrations import current_version
+
+    store = _open(settings)
+    set_shared_store(store)
+    collector = CollectorServer(settings, store)
+    collector.start()
+    demo_stop = threading.Event()
+    demo_thread: threading.Thread | None = None
+    try:
+        endpoint = f"http://{settings.host}:{collector.port}"
+        lines = [
+            f"llm-monitor {__version__} is up",
+            f"  store      {store.url.redacted()} (database {store.database}, schema v{current_version(store)})",
+            f"  collector  {endpoint}  (OTLP/HTTP POST /v1/traces; GET /healthz, /metrics)",
+        ]
+        if dashboard:
+            lines.append(f"  dashboard  http://{settings.dashboard_host}:{settings.dashboard_port}")
+        if demo:
+            demo_thread = threading.Thread(
+                target=_demo_loop, args=(endpoint, demo_stop), name="llm-monitor-demo", daemon=True
+            )
+            demo_thread.start()
+            lines.append("  demo       sending realistic traffic through the openai SDK to a local fake")
+        lines.append("Press Ctrl-C to stop.")
+        print("\n".join(lines), flush=True)
+        if dashboard:
+            serve_dashboard(settings)
+        else:
+            _wait_for_signal()
+    finally:
+        print("llm-monitor: stopping (draining the collector)...", file=sys.stderr, flush=True)
+        demo_stop.set()
+        if demo_thread is not None:
+            demo_thread.join(timeout=15)
+        collector.stop()
+        set_shared_store(None)
+        store.close()
+        print("llm-monitor: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def _demo_loop(endpoint: str, stop: threading.Event) -> None:
+    from monitor.demo.workload import run_demo
+
+    try:
+        run_demo(endpoint, stop_event=stop)
+    except Exception:
+        log.exception("demo workload failed")
+
+
+def run_dashboard_only(settings: Settings) -> int:
+    """``llm-monitor dashboard``: for a ClickHouse server (an embedded store must go through ``up``)."""
+    store = _open(settings)
+    from monitor.store import set_shared_store
+
+    set_shared_store(store)
+    print(f"llm-monitor dashboard on http://{settings.dashboard_host}:{settings.dashboard_port} "
+          f"(store {store.url.redacted()})", flush=True)
+    try:
+        serve_dashboard(settings)
+    finally:
+        set_shared_store(None)
+        store.close()
+    return 0
+
+
+def run_demo_command(endpoint: str, *, iterations: int | None, duration: float | None, interval: float) -> int:
+    """``llm-monitor demo``: drive traffic into a running collector and report what was sent."""
+    import urllib.error
+    import urllib.request
+
+    from monitor.demo.workload import run_demo
+
+    try:
+        with urllib.request.urlopen(endpoint.rstrip("/") + "/healthz", timeout=3):
+            pass
+    except (urllib.error.URLError, OSError) as e:
+        from monitor.cli import CommandError
+
+        raise CommandError(
+            f"no collector answers at {endpoint} ({getattr(e, 'reason', e)}); start one with `llm-monitor up`"
+        ) from None
+    stop = threading.Event()
+    old = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        stats = run_demo(endpoint, iterations=iterations, duration=duration, interval=interval, stop_event=stop)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    print(f"demo: {stats}", flush=True)
+    return 0
