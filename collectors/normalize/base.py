@@ -1,0 +1,117 @@
+"""The :class:`Normalizer` seam and the ordered registry that picks one per span.
+
+Instrumentations disagree on attribute names (reference §6), so each convention gets one small class
+that recognises its spans and maps them onto the ``spans`` columns. The registry tries them in a fixed
+order and the first whose :meth:`Normalizer.matches` says yes wins (reference §7 rule 2: the most
+specific conventions first, because OpenLLMetry, OpenLIT and our own SDK also carry ``gen_ai.*`` keys);
+a generic fallback takes whatever nobody claimed.
+
+Built-ins are listed as import strings and loaded when the registry is first built; third-party
+normalizers plug in through the ``llm_monitor.normalizers`` entry-point group and are tried before the
+built-ins (they are more specific by construction).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+from collectors.otlp import Span
+
+log = logging.getLogger("llm_monitor.collector")
+
+ENTRY_POINT_GROUP = "llm_monitor.normalizers"
+
+# Order matters: first match wins. Later issues insert openllmetry, openinference, langfuse and openlit
+# here, before otel_genai (they are dialects of it or carry a marker key it would otherwise swallow).
+BUILTIN_NORMALIZERS: tuple[str, ...] = (
+    "collectors.normalize.llm_monitor:LLMMonitorNormalizer",
+    "collectors.normalize.otel_genai:OTelGenAINormalizer",
+)
+FALLBACK_NORMALIZER = "collectors.normalize.generic:GenericNormalizer"
+
+
+class Normalizer(ABC):
+    """Maps the spans of one convention onto ``spans`` columns.
+
+    Contract:
+    - Called concurrently from the collector's request threads: keep no per-call state on ``self``.
+    - Pure: no I/O, no clock, no globals mutated; never blocks.
+    - Must not raise on odd values: an attribute of the wrong type or shape is ignored (left in
+      ``attrs``, so it is stored verbatim in ``spans.attributes``), never fatal. The pipeline still
+      guards each call and falls back to the generic mapping if one does raise (a bug, logged).
+    """
+
+    #: the ``spans.convention`` value written for spans this normalizer claims
+    convention: ClassVar[str] = "unknown"
+
+    @abstractmethod
+    def matches(self, span: Span) -> bool:
+        """Whether this convention produced ``span``. Cheap: it runs for every span until one matches."""
+
+    @abstractmethod
+    def normalize(self, span: Span, attrs: dict[str, Any], row: dict[str, Any]) -> None:
+        """Fill ``row`` from ``span``.
+
+        ``row`` arrives complete (schema defaults plus what every convention shares: ids, name, times,
+        status, errors, ``user.id``/``session.id``, service, environment, project). ``attrs`` is this
+        span's private copy of its attributes: pop every key turned into a column so that only unmapped
+        keys remain; the pipeline stores what is left in ``spans.attributes``.
+        """
+
+
+def _load(spec: str) -> Normalizer:
+    module, _, name = spec.partition(":")
+    obj = getattr(importlib.import_module(module), name)
+    return obj() if isinstance(obj, type) else obj
+
+
+def _entry_point_normalizers() -> list[Normalizer]:
+    try:
+        from importlib.metadata import entry_points
+
+        eps = entry_points(group=ENTRY_POINT_GROUP)
+    except Exception:  # broken metadata must not stop the collector
+        return []
+    out = []
+    for ep in eps:
+        try:
+            n = ep.load()
+            out.append(n() if isinstance(n, type) else n)
+        except Exception as e:
+            log.warning("normalizer plugin %s could not be loaded (%s); skipped", ep.name, e)
+    return out
+
+
+class NormalizerRegistry:
+    """An ordered list of normalizers plus a fallback; immutable once built, so shareable by threads."""
+
+    def __init__(self, normalizers: Iterable[Normalizer], fallback: Normalizer | None = None) -> None:
+        self.normalizers: tuple[Normalizer, ...] = tuple(normalizers)
+        self.fallback: Normalizer = fallback if fallback is not None else _load(FALLBACK_NORMALIZER)
+
+    @classmethod
+    def default(cls, *, plugins: bool = True) -> NormalizerRegistry:
+        """Entry-point plugins (if any), then the built-ins in their documented order, then the fallback."""
+        found: list[Normalizer] = _entry_point_normalizers() if plugins else []
+        found.extend(_load(s) for s in BUILTIN_NORMALIZERS)
+        return cls(found)
+
+    def with_normalizer(self, normalizer: Normalizer, index: int = 0) -> NormalizerRegistry:
+        """A new registry with ``normalizer`` inserted at ``index`` (default: tried first)."""
+        items = list(self.normalizers)
+        items.insert(index, normalizer)
+        return NormalizerRegistry(items, self.fallback)
+
+    def pick(self, span: Span) -> Normalizer:
+        for n in self.normalizers:
+            if n.matches(span):
+                return n
+        return self.fallback
+
+    @property
+    def conventions(self) -> Sequence[str]:
+        return [n.convention for n in (*self.normalizers, self.fallback)]

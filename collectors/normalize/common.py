@@ -1,0 +1,202 @@
+"""Value helpers every normalizer shares.
+
+The ``take_*`` helpers read one attribute and **pop it only when its value was usable**: whatever a mapping
+did not turn into a column stays in the attribute dict and ends up in ``spans.attributes``, so a bad value
+is kept for a human to see instead of vanishing. None of them raise on odd input.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import math
+from typing import Any
+
+from monitor.store.schema import EPOCH
+
+MAX_UINT32 = (1 << 32) - 1
+MAX_UINT64_SAFE = (1 << 63) - 1
+# The spans table partitions by toDate() and expires by toDateTime(): both overflow after 2106-02-07, so
+# a later timestamp would land in a wrapped partition or expire at once (and beyond 2262 DateTime64(9)
+# cannot hold it at all, failing the whole batch on every retry). Clock bugs get clamped to 2105-01-01.
+MAX_NS = 4_260_211_200 * 1_000_000_000
+
+_MICRO = _dt.timedelta(microseconds=1)
+
+# Old or non-spec provider values → the current OTel GenAI well-known names (reference §1.3, §1.4, §5).
+PROVIDER_ALIASES = {
+    "az.ai.openai": "azure.ai.openai",
+    "az.ai.inference": "azure.ai.inference",
+    "azure_openai": "azure.ai.openai",
+    "vertex_ai": "gcp.vertex_ai",
+    "vertexai": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    "ibm.watson.ai": "ibm.watsonx.ai",
+    "xai": "x_ai",
+    "mistralai": "mistral_ai",
+    "bedrock": "aws.bedrock",
+}
+
+
+def take_str(attrs: dict[str, Any], key: str) -> str:
+    """A non-empty string attribute (ints are accepted and rendered), popped; "" otherwise."""
+    v = attrs.get(key)
+    if type(v) is str:
+        if v:
+            del attrs[key]
+        return v
+    if type(v) is int:
+        del attrs[key]
+        return str(v)
+    return ""
+
+
+def take_int(attrs: dict[str, Any], key: str, hi: int = MAX_UINT64_SAFE) -> int | None:
+    """A non-negative integer attribute (numeric strings and integral floats accepted), popped."""
+    n = as_int(attrs.get(key), hi)
+    if n is not None:
+        del attrs[key]
+    return n
+
+
+def as_int(v: Any, hi: int = MAX_UINT64_SAFE) -> int | None:
+    if type(v) is int:
+        n = v
+    elif type(v) is float and v.is_integer():
+        n = int(v)
+    elif type(v) is str:
+        try:
+            n = int(v.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return n if 0 <= n <= hi else None
+
+
+def take_float(attrs: dict[str, Any], key: str) -> float | None:
+    """A finite number attribute (numeric strings accepted), popped."""
+    x = as_float(attrs.get(key))
+    if x is not None:
+        del attrs[key]
+    return x
+
+
+def as_float(v: Any) -> float | None:
+    if type(v) is float or type(v) is int:
+        x = float(v)
+    elif type(v) is str:
+        try:
+            x = float(v.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def take_bool(attrs: dict[str, Any], key: str) -> bool | None:
+    v = attrs.get(key)
+    if type(v) is bool:
+        del attrs[key]
+        return v
+    if type(v) is str and v.lower() in ("true", "false"):
+        del attrs[key]
+        return v.lower() == "true"
+    return None
+
+
+def take_str_list(attrs: dict[str, Any], key: str) -> list[str] | None:
+    """A string array attribute; a JSON-array string or a single string is accepted as well."""
+    v = attrs.get(key)
+    out = as_str_list(v)
+    if out is not None:
+        del attrs[key]
+    return out
+
+
+def as_str_list(v: Any) -> list[str] | None:
+    if isinstance(v, list):
+        return [x if type(x) is str else stringify(x) for x in v if x is not None]
+    if type(v) is str and v:
+        if v[0] == "[":
+            try:
+                parsed = json.loads(v)
+            except ValueError:
+                return [v]
+            if isinstance(parsed, list):
+                return [x if type(x) is str else stringify(x) for x in parsed if x is not None]
+        return [v]
+    return None
+
+
+def normalize_provider(value: str) -> str:
+    p = value.strip().lower()
+    return PROVIDER_ALIASES.get(p, p)
+
+
+def ns_to_datetime(ns: int) -> _dt.datetime:
+    """UTC datetime (microsecond precision) for a unix-nanosecond timestamp, clamped to what the store holds."""
+    if ns <= 0:
+        return EPOCH
+    if ns > MAX_NS:
+        ns = MAX_NS
+    return EPOCH + _MICRO * (ns // 1000)
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps`` fallback: bytes (AnyValue bytesValue) become base64 text, anything else its str()."""
+    if isinstance(o, (bytes, bytearray)):
+        return base64.b64encode(o).decode("ascii")
+    return str(o)
+
+
+def to_json(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=json_default)
+
+
+def stringify(v: Any) -> str:
+    """An attribute value as the string stored in a Map(String, String) column."""
+    t = type(v)
+    if t is str:
+        return v
+    if t is bool:
+        return "true" if v else "false"
+    if t is int or t is float:
+        return repr(v)
+    if v is None:
+        return ""
+    if t is bytes:
+        return base64.b64encode(v).decode("ascii")
+    return to_json(v)
+
+
+def stringify_map(d: dict[str, Any]) -> dict[str, str]:
+    return {k: (v if type(v) is str else stringify(v)) for k, v in d.items()}
+
+
+def maybe_json(v: Any) -> Any:
+    """Parse a JSON-looking string; anything else is returned unchanged."""
+    if type(v) is str and v[:1] in ("[", "{", '"'):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+def display_text(v: Any) -> str:
+    """Readable text of a captured value: a JSON string literal unquoted, other JSON kept as sent,
+    structured values (AnyValue arrays/kvlists) as compact JSON."""
+    if type(v) is str:
+        if v[:1] == '"':
+            try:
+                parsed = json.loads(v)
+            except ValueError:
+                return v
+            return parsed if type(parsed) is str else v
+        return v
+    if v is None:
+        return ""
+    return stringify(v)

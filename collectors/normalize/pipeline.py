@@ -1,0 +1,200 @@
+"""Decoded spans → complete ``spans`` rows: the part every convention shares, around one normalizer each.
+
+Per span: the convention-independent columns (ids, times, status, errors, user/session, resource-derived
+service/environment/project) are filled here, the registry's normalizer fills the rest, and whatever
+attributes no mapping used are stringified into ``spans.attributes``. Per request: user and session ids
+found on any span of a trace are copied to that trace's spans that lack them (reference §7 rule 6), because
+the OTel flavour sets them on the root span only.
+
+Rows are plain dicts keyed by :data:`monitor.store.schema.SPAN_COLUMNS` (``ingested_at`` excepted) and are
+treated as immutable afterwards: spans of one resource share the same ``resource`` dict.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from collectors.normalize.base import Normalizer, NormalizerRegistry
+from collectors.normalize.common import ns_to_datetime, stringify_map, take_str
+from collectors.otlp import Span
+from monitor import semconv as sc
+from monitor.store.schema import span_row
+
+log = logging.getLogger("llm_monitor.collector")
+
+_STATUS = {1: "ok", 2: "error"}
+
+_default_registry: NormalizerRegistry | None = None
+_registry_lock = threading.Lock()
+_reported: set[str] = set()
+
+
+def default_registry() -> NormalizerRegistry:
+    """The process-wide registry (built-ins plus plugins), built on first use."""
+    global _default_registry
+    if _default_registry is None:
+        with _registry_lock:
+            if _default_registry is None:
+                _default_registry = NormalizerRegistry.default()
+    return _default_registry
+
+
+def _internal_error(what: str) -> None:
+    """Our own bug while normalizing: logged once per kind, re-raised under test (STYLE: never break)."""
+    if os.environ.get("LLM_MONITOR_RAISE_INTERNAL") == "1":
+        raise
+    if what not in _reported:
+        _reported.add(what)
+        log.exception("internal error in %s; falling back to the generic mapping (logged once)", what)
+
+
+def _resource_info(resource: dict[str, Any], default_project: str) -> tuple[dict[str, str], str, str, str]:
+    strs = stringify_map(resource)
+    service = strs.get(sc.SERVICE_NAME, "")
+    env = strs.get(sc.DEPLOYMENT_ENVIRONMENT_NAME) or strs.get(sc.DEPLOYMENT_ENVIRONMENT, "")
+    project = strs.get(sc.LLM_MONITOR_PROJECT) or default_project
+    return strs, service, env, project
+
+
+def _base_row(
+    span: Span, attrs: dict[str, Any], res: tuple[dict[str, str], str, str, str], now_ns: int
+) -> dict[str, Any]:
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if start <= 0:
+        # No start time (a broken sender): date the span by its arrival, otherwise the table's TTL would
+        # expire it at insert and an acknowledged span would silently vanish.
+        start = end if end > 0 else now_ns
+    if end < start:
+        end = start
+    status = _STATUS.get(span.status_code, "unset")
+    error_type = take_str(attrs, sc.ERROR_TYPE)
+    error_message = span.status_message if status == "error" else ""
+    if status == "error" or error_type:
+        for ev in span.events:
+            if ev.name == sc.EXCEPTION_EVENT:
+                ea = ev.attributes
+                if not error_type:
+                    v = ea.get(sc.EXCEPTION_TYPE)
+                    error_type = v if type(v) is str else ""
+                if not error_message:
+                    v = ea.get(sc.EXCEPTION_MESSAGE)
+                    error_message = v if type(v) is str else ""
+                break
+    resource, service, environment, project = res
+    return span_row(
+        {
+            "project": project,
+            "service": service,
+            "environment": environment,
+            "trace_id": span.trace_id,
+            "span_id": span.span_id,
+            "parent_span_id": span.parent_span_id,
+            "name": span.name,
+            "start_time": ns_to_datetime(start),
+            "end_time": ns_to_datetime(end),
+            "duration_ms": (end - start) / 1e6,
+            "status": status,
+            "error_type": error_type,
+            "error_message": error_message,
+            "user_id": take_str(attrs, sc.USER_ID),
+            "session_id": take_str(attrs, sc.SESSION_ID),
+            "resource": resource,
+        }
+    )
+
+
+def _pick(registry: NormalizerRegistry, span: Span) -> Normalizer:
+    try:
+        return registry.pick(span)
+    except Exception:
+        _internal_error("normalizer selection")
+        return registry.fallback
+
+
+def normalize_span(
+    span: Span,
+    registry: NormalizerRegistry,
+    res: tuple[dict[str, str], str, str, str],
+    now_ns: int,
+) -> dict[str, Any]:
+    attrs = dict(span.attributes)
+    row = _base_row(span, attrs, res, now_ns)
+    normalizer = _pick(registry, span)
+    try:
+        normalizer.normalize(span, attrs, row)
+    except Exception:
+        _internal_error(f"normalizer {normalizer.convention!r}")
+        normalizer = registry.fallback
+        attrs = dict(span.attributes)
+        row = _base_row(span, attrs, res, now_ns)
+        normalizer.normalize(span, attrs, row)
+    row["convention"] = normalizer.convention
+    if not row["model"]:
+        row["model"] = row["response_model"] or row["request_model"]
+    if not row["total_tokens"]:
+        row["total_tokens"] = row["input_tokens"] + row["output_tokens"]
+    row["attributes"] = stringify_map(attrs)
+    return row
+
+
+def normalize_spans(
+    spans: Sequence[Span],
+    *,
+    project: str = "default",
+    registry: NormalizerRegistry | None = None,
+    now_ns: int | None = None,
+) -> list[dict[str, Any]]:
+    """Rows for one request's spans.
+
+    ``project`` applies where the resource names none; ``now_ns`` (default: the clock) dates spans that
+    arrive without any timestamp.
+    """
+    reg = registry or default_registry()
+    if now_ns is None:
+        now_ns = time.time_ns()
+    cache: dict[int, tuple[dict[str, str], str, str, str]] = {}
+    rows = []
+    for span in spans:
+        res = cache.get(id(span.resource))
+        if res is None:
+            res = cache[id(span.resource)] = _resource_info(span.resource, project)
+        rows.append(normalize_span(span, reg, res, now_ns))
+    propagate_trace_identity(rows)
+    return rows
+
+
+def propagate_trace_identity(rows: list[dict[str, Any]]) -> None:
+    """Copy each trace's user_id/session_id to its spans that have none.
+
+    The root span's value wins (it is where apps set who is calling); otherwise the first one seen.
+    Spans that carry their own value keep it.
+    """
+    users: dict[str, str] = {}
+    sessions: dict[str, str] = {}
+    missing = False
+    for r in rows:
+        tid = r["trace_id"]
+        if not tid:
+            continue  # spans without a trace id are unrelated to each other
+        root = not r["parent_span_id"]
+        for col, found in (("user_id", users), ("session_id", sessions)):
+            v = r[col]
+            if not v:
+                missing = True
+            elif root:
+                found[tid] = v
+            else:
+                found.setdefault(tid, v)
+    if not missing or not (users or sessions):
+        return
+    for r in rows:
+        tid = r["trace_id"]
+        if not r["user_id"] and tid in users:
+            r["user_id"] = users[tid]
+        if not r["session_id"] and tid in sessions:
+            r["session_id"] = sessions[tid]
