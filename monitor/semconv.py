@@ -94,3 +94,20 @@ SCOPE_PREFIX = "llm_monitor"
 
 # Canonical span kinds (DESIGN §2, `spans.kind`).
 KINDS = ("llm", "embedding", "chain", "agent", "tool", "retriever", "reranker", "guardrail", "evaluator", "other")
+
+# --- added with the SDK (v1) -----------------------------------------------------------------------
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+GEN_AI_REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
+GEN_AI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+GEN_AI_TOOL_TYPE = "gen_ai.tool.type"
+GEN_AI_TOOL_DESCRIPTION = "gen_ai.tool.description"
+OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
+OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
+OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+
+# Well-known gen_ai.provider.name values the SDK emits.
+PROVIDER_OPENAI = "openai"
+PROVIDER_AZURE_OPENAI = "azure.ai.openai"
+PROVIDER_AWS_BEDROCK = "aws.bedrock"

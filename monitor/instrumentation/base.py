@@ -1,0 +1,110 @@
+"""The ``Instrumentor`` seam: patch a library's entry points with wrapt, restore them on request.
+
+Contract for subclasses:
+
+* Set ``name`` (the registry key, e.g. ``"openai"``) and ``library`` (the import name that must be
+  installed). The module must **not** import ``library`` at import time: the registry loads the class
+  before knowing whether the app wants it.
+* Implement :meth:`_instrument` by calling :meth:`_wrap` for each function to patch. Wrappers receive
+  ``(wrapped, instance, args, kwargs)`` and must first check :attr:`active`, then call the user's
+  function outside any guard and re-raise its exceptions with a bare ``raise``.
+* ``instrument()``/``uninstrument()`` may be called from any thread, any number of times: the second
+  call of either is a no-op. ``uninstrument()`` puts back the exact original attribute. If another
+  library wrapped the same function on top of ours in the meantime, our wrapper is left in the chain
+  (removing it would drop theirs) but turns into a pass-through.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from opentelemetry import trace
+
+from monitor import _tracing
+from monitor import semconv as sc
+from monitor._version import __version__
+
+__all__ = ["Instrumentor", "Wrapper"]
+
+Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+
+_MISSING = object()
+
+
+class Instrumentor(ABC):
+    """Base class of every integration; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    library: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._patches: list[tuple[Any, str, Any, Any]] = []
+        self._active = False
+        self._capture_content: bool | None = None
+        self.tracer: trace.Tracer = trace.NoOpTracer()
+
+    @property
+    def active(self) -> bool:
+        """True between ``instrument()`` and ``uninstrument()``; wrappers pass through otherwise."""
+        return self._active
+
+    @property
+    def capture_content(self) -> bool:
+        """Record message texts? The value given to ``instrument()``, else ``monitor.init``'s setting."""
+        return _tracing.capture_content() if self._capture_content is None else self._capture_content
+
+    def instrument(
+        self, *, tracer_provider: trace.TracerProvider | None = None, capture_content: bool | None = None
+    ) -> None:
+        """Patch the library. Without ``tracer_provider`` the global provider is used (resolved lazily)."""
+        with self._lock:
+            if self._active:
+                return
+            scope = f"{sc.SCOPE_PREFIX}.{self.name}"
+            self.tracer = (
+                tracer_provider.get_tracer(scope, __version__)
+                if tracer_provider is not None
+                else trace.get_tracer(scope, __version__)
+            )
+            self._capture_content = capture_content
+            try:
+                self._instrument()
+            except BaseException:
+                self._restore()
+                raise
+            self._active = True
+
+    def uninstrument(self) -> None:
+        """Restore every patched attribute to its original value."""
+        with self._lock:
+            if not self._active:
+                return
+            self._active = False
+            self._restore()
+
+    @abstractmethod
+    def _instrument(self) -> None:
+        """Apply the patches (call :meth:`_wrap`); may raise, in which case applied patches are undone."""
+
+    def _wrap(self, module: str, path: str, wrapper: Wrapper) -> None:
+        """Wrap ``module.path`` (e.g. ``"Completions.create"``) with ``wrapper``; remember the original."""
+        import wrapt
+
+        parent, attribute, _ = wrapt.resolve_path(module, path)
+        original = vars(parent).get(attribute, _MISSING) if hasattr(parent, "__dict__") else _MISSING
+        installed = wrapt.wrap_function_wrapper(parent, attribute, wrapper)
+        self._patches.append((parent, attribute, original, installed))
+
+    def _restore(self) -> None:
+        while self._patches:
+            parent, attribute, original, installed = self._patches.pop()
+            if vars(parent).get(attribute) is not installed:
+                continue  # someone wrapped on top of us: keep the chain, our wrapper is inert now
+            if original is _MISSING:
+                delattr(parent, attribute)
+            else:
+                setattr(parent, attribute, original)

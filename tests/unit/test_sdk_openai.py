@@ -1,0 +1,483 @@
+"""OpenAI instrumentor, driven through the real ``openai`` SDK against the deterministic fake server.
+
+Non-streaming paths, errors, tool calls, embeddings, legacy completions, content capture and
+patching. Streams are in ``test_sdk_openai_stream.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+import monitor
+from monitor import _guard
+from monitor import semconv as sc
+from monitor.demo.fake_openai import FakeOpenAIServer, count_message_tokens, count_tokens
+from monitor.instrumentation import _openai_extract
+from monitor.instrumentation.openai import OpenAIInstrumentor
+from monitor.testing import SpanRecorder, recording, reset_global_tracer_provider
+
+REPLY = "Refunds take 5 to 7 business days."
+MESSAGES: list[dict[str, Any]] = [
+    {"role": "system", "content": "You are a support agent."},
+    {"role": "user", "content": f"How long do refunds take? [[reply:{REPLY}]]"},
+]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup_order",
+            "description": "Find an order by id.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}},
+                "required": ["order_id"],
+            },
+        },
+    }
+]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def rec() -> Iterator[SpanRecorder]:
+    with recording(service_name="test", instrument=["openai"]) as r:
+        yield r
+    reset_global_tracer_provider()
+
+
+@pytest.fixture
+def client(server: FakeOpenAIServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+
+
+@pytest.fixture
+def aclient(server: FakeOpenAIServer) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+
+
+def chat_attributes(server: FakeOpenAIServer, response_id: str, **extra: Any) -> dict[str, Any]:
+    """The exact attributes of a non-streamed ``MESSAGES`` call with temperature/max_tokens/top_p."""
+    return {
+        sc.GEN_AI_OPERATION_NAME: "chat",
+        sc.GEN_AI_PROVIDER_NAME: "openai",
+        sc.LLM_MONITOR_SPAN_KIND: "llm",
+        sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+        sc.SERVER_ADDRESS: "127.0.0.1",
+        sc.SERVER_PORT: server.port,
+        sc.GEN_AI_REQUEST_TEMPERATURE: 0.3,
+        sc.GEN_AI_REQUEST_MAX_TOKENS: 50,
+        sc.GEN_AI_REQUEST_TOP_P: 0.9,
+        sc.GEN_AI_SYSTEM_INSTRUCTIONS: json.dumps(
+            [{"type": "text", "content": "You are a support agent."}], separators=(",", ":")
+        ),
+        sc.GEN_AI_INPUT_MESSAGES: json.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": MESSAGES[1]["content"]}]}],
+            separators=(",", ":"),
+        ),
+        sc.GEN_AI_RESPONSE_ID: response_id,
+        sc.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini-2024-07-18",
+        sc.GEN_AI_USAGE_INPUT_TOKENS: count_message_tokens(MESSAGES),
+        sc.GEN_AI_USAGE_OUTPUT_TOKENS: count_tokens(REPLY),
+        sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT: "fp_fake",
+        sc.OPENAI_RESPONSE_SERVICE_TIER: "default",
+        sc.GEN_AI_RESPONSE_FINISH_REASONS: ("stop",),
+        sc.GEN_AI_OUTPUT_MESSAGES: json.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": REPLY}], "finish_reason": "stop"}],
+            separators=(",", ":"),
+        ),
+        **extra,
+    }
+
+
+def test_chat_sync_exact_attributes(
+    rec: SpanRecorder, client: openai.OpenAI, server: FakeOpenAIServer
+) -> None:
+    resp = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, temperature=0.3, max_tokens=50, top_p=0.9
+    )
+    assert resp.choices[0].message.content == REPLY
+    (span,) = rec.spans()
+    assert span.name == "chat gpt-4o-mini"
+    assert span.kind is SpanKind.CLIENT
+    assert span.parent is None
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.instrumentation_scope.name == "llm_monitor.openai"
+    assert dict(span.attributes) == chat_attributes(server, resp.id)
+    assert span.resource.attributes[sc.SERVICE_NAME] == "test"
+
+
+def test_chat_async_matches_sync(
+    rec: SpanRecorder, aclient: openai.AsyncOpenAI, server: FakeOpenAIServer
+) -> None:
+    async def call() -> Any:
+        return await aclient.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, temperature=0.3, max_completion_tokens=50, top_p=0.9
+        )
+
+    resp = asyncio.run(call())
+    (span,) = rec.spans()
+    assert span.name == "chat gpt-4o-mini"
+    assert span.kind is SpanKind.CLIENT
+    assert dict(span.attributes) == chat_attributes(server, resp.id)
+
+
+def test_request_parameters(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "[[reply:ok]] hi"}],
+        n=2,
+        seed=7,
+        stop="END",
+        frequency_penalty=0.5,
+        presence_penalty=-0.5,
+        response_format={"type": "json_object"},
+        service_tier="flex",
+    )
+    attrs = rec.one("chat gpt-4o-mini").attributes
+    assert attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] == 2
+    assert attrs[sc.GEN_AI_REQUEST_SEED] == 7
+    assert attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] == ("END",)
+    assert attrs[sc.GEN_AI_REQUEST_FREQUENCY_PENALTY] == 0.5
+    assert attrs[sc.GEN_AI_REQUEST_PRESENCE_PENALTY] == -0.5
+    assert attrs[sc.GEN_AI_OUTPUT_TYPE] == "json"
+    assert attrs[sc.OPENAI_REQUEST_SERVICE_TIER] == "flex"
+    assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop", "stop")
+    assert len(json.loads(attrs[sc.GEN_AI_OUTPUT_MESSAGES])) == 2
+    assert sc.GEN_AI_REQUEST_STREAM not in attrs
+
+
+def test_rate_limit_error_is_recorded_and_reraised(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "[[error:429]]"}]
+        )
+    assert info.value.status_code == 429
+    assert info.value.__cause__ is None
+    (span,) = rec.spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description.startswith("RateLimitError: ")
+    assert span.attributes[sc.ERROR_TYPE] == "RateLimitError"
+    assert span.attributes[sc.HTTP_RESPONSE_STATUS_CODE] == 429
+    (event,) = span.events
+    assert event.name == "exception"
+    assert event.attributes["exception.type"].endswith("RateLimitError")
+    assert sc.GEN_AI_RESPONSE_ID not in span.attributes
+
+
+def test_server_error_500(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="fake-error", messages=[{"role": "user", "content": "hi"}])
+    span = rec.one("chat fake-error")
+    assert span.attributes[sc.ERROR_TYPE] == "InternalServerError"
+    assert span.attributes[sc.HTTP_RESPONSE_STATUS_CODE] == 500
+
+
+def test_exception_object_and_traceback_are_the_sdks(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    sentinel = openai.APIConnectionError(request=None)  # type: ignore[arg-type]
+
+    def failing_post(*args: Any, **kwargs: Any) -> Any:
+        raise sentinel
+
+    client.chat.completions._post = failing_post  # type: ignore[method-assign]
+    with pytest.raises(openai.APIConnectionError) as info:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert info.value is sentinel
+    assert info.value.__context__ is None
+    frames = [tb.tb_frame.f_code.co_name for tb in _walk(info.value.__traceback__)]
+    assert frames[-1] == "failing_post"
+    assert rec.one("chat gpt-4o-mini").attributes[sc.ERROR_TYPE] == "APIConnectionError"
+
+
+def _walk(tb: Any) -> Iterator[Any]:
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+def test_tool_call_round_trip(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    question = {"role": "user", "content": "Where is my order ORD-1234?"}
+    first = client.chat.completions.create(model="gpt-4o-mini", messages=[question], tools=TOOLS)
+    call = first.choices[0].message.tool_calls[0]
+    assert call.function.name == "lookup_order"
+    tool_result = '{"status": "shipped"}'
+    second = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[
+            question,
+            first.choices[0].message,  # the SDK's own model object, as apps pass it back
+            {"role": "tool", "tool_call_id": call.id, "content": tool_result},
+        ],
+        tools=TOOLS,
+    )
+    s1, s2 = rec.spans()
+    assert s1.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_calls",)
+    assert json.loads(s1.attributes[sc.GEN_AI_TOOL_DEFINITIONS]) == TOOLS
+    assert json.loads(s1.attributes[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "id": call.id,
+                    "name": "lookup_order",
+                    "arguments": json.loads(call.function.arguments),
+                }
+            ],
+            "finish_reason": "tool_call",
+        }
+    ]
+    assert json.loads(s2.attributes[sc.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": question["content"]}]},
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "id": call.id,
+                    "name": "lookup_order",
+                    "arguments": json.loads(call.function.arguments),
+                }
+            ],
+        },
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": call.id, "response": tool_result}]},
+    ]
+    assert json.loads(s2.attributes[sc.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": second.choices[0].message.content}
+    ]
+
+
+def test_multimodal_content_parts(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    content = [
+        {"type": "text", "text": "What is this? [[reply:A cat.]]"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+    ]
+    client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": content}],
+    )
+    attrs = rec.one("chat gpt-4o-mini").attributes
+    assert json.loads(attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be brief."}]
+    assert json.loads(attrs[sc.GEN_AI_INPUT_MESSAGES]) == [
+        {
+            "role": "user",
+            "parts": [
+                {"type": "text", "content": "What is this? [[reply:A cat.]]"},
+                {"type": "uri", "modality": "image", "uri": "https://example.com/cat.png"},
+                {"type": "blob", "modality": "image", "mime_type": "image/png"},
+            ],
+        }
+    ]
+
+
+def test_capture_content_false_drops_texts(client: openai.OpenAI) -> None:
+    with recording(instrument=["openai"], capture_content=False) as rec:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, tools=TOOLS)
+        (span,) = rec.spans()
+    reset_global_tracer_provider()
+    for key in (
+        sc.GEN_AI_INPUT_MESSAGES,
+        sc.GEN_AI_OUTPUT_MESSAGES,
+        sc.GEN_AI_SYSTEM_INSTRUCTIONS,
+        sc.GEN_AI_TOOL_DEFINITIONS,
+    ):
+        assert key not in span.attributes
+    assert span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == count_message_tokens(MESSAGES)
+    assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)  # [[reply]] beats tools
+
+
+def test_azure_client_provider_name(rec: SpanRecorder, server: FakeOpenAIServer) -> None:
+    azure = openai.AzureOpenAI(
+        azure_endpoint=server.url, api_key="k", api_version="2024-06-01", max_retries=0
+    )
+    with pytest.raises(openai.NotFoundError):  # the fake serves /v1 only: the call fails, the span stays
+        azure.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    span = rec.one("chat gpt-4o-mini")
+    assert span.attributes[sc.GEN_AI_PROVIDER_NAME] == "azure.ai.openai"
+    assert span.attributes[sc.ERROR_TYPE] == "NotFoundError"
+
+
+def test_embeddings_sync_and_async(
+    rec: SpanRecorder, client: openai.OpenAI, aclient: openai.AsyncOpenAI, server: FakeOpenAIServer
+) -> None:
+    client.embeddings.create(model="text-embedding-3-small", input=["hello world", "refund please now"])
+
+    async def call() -> None:
+        await aclient.embeddings.create(
+            model="text-embedding-3-small", input="hi", dimensions=8, encoding_format="float"
+        )
+
+    asyncio.run(call())
+    s1, s2 = rec.spans()
+    assert s1.name == s2.name == "embeddings text-embedding-3-small"
+    assert dict(s1.attributes) == {
+        sc.GEN_AI_OPERATION_NAME: "embeddings",
+        sc.GEN_AI_PROVIDER_NAME: "openai",
+        sc.LLM_MONITOR_SPAN_KIND: "embedding",
+        sc.GEN_AI_REQUEST_MODEL: "text-embedding-3-small",
+        sc.SERVER_ADDRESS: "127.0.0.1",
+        sc.SERVER_PORT: server.port,
+        sc.GEN_AI_RESPONSE_MODEL: "text-embedding-3-small",
+        sc.GEN_AI_USAGE_INPUT_TOKENS: count_tokens("hello world") + count_tokens("refund please now"),
+        sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT: 16,
+    }
+    assert s2.attributes[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 8
+    assert s2.attributes[sc.GEN_AI_REQUEST_ENCODING_FORMATS] == ("float",)
+    assert s2.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == 1
+
+
+def test_legacy_text_completion(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    resp = client.completions.create(
+        model="gpt-3.5-turbo-instruct", prompt="Say hi [[reply:hi there]]", max_tokens=5
+    )
+    (span,) = rec.spans()
+    assert span.name == "text_completion gpt-3.5-turbo-instruct"
+    attrs = span.attributes
+    assert attrs[sc.GEN_AI_OPERATION_NAME] == "text_completion"
+    assert attrs[sc.GEN_AI_REQUEST_MAX_TOKENS] == 5
+    assert attrs[sc.GEN_AI_RESPONSE_ID] == resp.id
+    assert attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == resp.usage.completion_tokens
+    assert json.loads(attrs[sc.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Say hi [[reply:hi there]]"}]}
+    ]
+    assert json.loads(attrs[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": resp.choices[0].text}],
+            "finish_reason": "stop",
+        }
+    ]
+
+
+def test_llm_span_nests_under_decorated_spans(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    @monitor.tool
+    def answer(question: str) -> str:
+        msgs = [{"role": "user", "content": question}]
+        return client.chat.completions.create(model="gpt-4o-mini", messages=msgs).choices[0].message.content
+
+    @monitor.chain
+    def pipeline(question: str) -> str:
+        return answer(question)
+
+    assert pipeline("[[reply:done]] go") == "done"
+    llm, tool_span, chain_span = rec.spans()
+    assert (llm.name, tool_span.name, chain_span.name) == (
+        "chat gpt-4o-mini",
+        "execute_tool answer",
+        "invoke_workflow pipeline",
+    )
+    assert chain_span.parent is None
+    assert tool_span.parent.span_id == chain_span.context.span_id
+    assert llm.parent.span_id == tool_span.context.span_id
+    assert len({s.context.trace_id for s in (llm, tool_span, chain_span)}) == 1
+
+
+def test_instrument_and_uninstrument_are_idempotent_and_restore() -> None:
+    from openai.resources.chat.completions.completions import AsyncCompletions, Completions
+    from openai.resources.embeddings import Embeddings
+
+    originals = (vars(Completions)["create"], vars(AsyncCompletions)["create"], vars(Embeddings)["create"])
+    inst = OpenAIInstrumentor()
+    inst.instrument()
+    inst.instrument()
+    patched = vars(Completions)["create"]
+    assert patched is not originals[0]
+    assert patched.__wrapped__ is originals[0]  # wrapped once, not twice
+    assert inst.active
+    inst.uninstrument()
+    inst.uninstrument()
+    assert (
+        vars(Completions)["create"],
+        vars(AsyncCompletions)["create"],
+        vars(Embeddings)["create"],
+    ) == originals
+    assert not inst.active
+
+
+def test_shutdown_uninstruments(client: openai.OpenAI) -> None:
+    from openai.resources.chat.completions.completions import Completions
+
+    original = vars(Completions)["create"]
+    with recording(instrument=["openai"]) as rec:
+        assert vars(Completions)["create"] is not original
+    reset_global_tracer_provider()
+    assert vars(Completions)["create"] is original
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert rec.exporter.get_finished_spans() == ()
+
+
+def test_internal_error_in_extraction_does_not_break_the_call(
+    rec: SpanRecorder,
+    client: openai.OpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv(_guard.RAISE_INTERNAL_ENV, raising=False)
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug in our extractor")
+
+    monkeypatch.setattr(_openai_extract, "completion_attributes", boom)
+    before = _guard.internal_error_count()
+    with caplog.at_level(logging.WARNING, logger="monitor"):
+        for _ in range(3):
+            resp = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            assert resp.choices[0].message.content == REPLY
+    spans = rec.spans()
+    assert len(spans) == 3  # each span still ends, just without response attributes
+    assert all(sc.GEN_AI_RESPONSE_ID not in s.attributes for s in spans)
+    assert all(s.status.status_code is StatusCode.UNSET for s in spans)
+    assert _guard.internal_error_count() - before == 3
+    logged = [r for r in caplog.records if "internal error" in r.getMessage()]
+    assert len(logged) == 1  # once per call site
+
+
+def test_internal_error_before_the_call_skips_the_span(
+    rec: SpanRecorder, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(_guard.RAISE_INTERNAL_ENV, raising=False)
+    monkeypatch.setattr(_openai_extract, "input_messages", lambda *a: 1 / 0)
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert resp.choices[0].message.content == REPLY
+    assert rec.spans() == []
+
+
+def test_internal_error_raises_under_test_flag(
+    rec: SpanRecorder, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_guard.RAISE_INTERNAL_ENV, "1")
+    monkeypatch.setattr(_openai_extract, "input_messages", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+
+def test_structured_output_parse(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        answer: str
+        confidence: float
+
+    resp = client.chat.completions.parse(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Is it shipped?"}], response_format=Answer
+    )
+    assert isinstance(resp.choices[0].message.parsed, Answer)
+    (span,) = rec.spans()
+    assert span.attributes[sc.GEN_AI_OUTPUT_TYPE] == "json"
+    assert span.attributes[sc.GEN_AI_RESPONSE_ID] == resp.id
+    assert json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": resp.choices[0].message.content}
+    ]
