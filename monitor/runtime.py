@@ -131,8 +131,11 @@ def run_dashboard_only(settings: Settings) -> int:
     from monitor.store import set_shared_store
 
     set_shared_store(store)
-    print(f"llm-monitor dashboard on http://{settings.dashboard_host}:{settings.dashboard_port} "
-          f"(store {store.url.redacted()})", flush=True)
+    print(
+        f"llm-monitor dashboard on http://{settings.dashboard_host}:{settings.dashboard_port} "
+        f"(store {store.url.redacted()})",
+        flush=True,
+    )
     try:
         serve_dashboard(settings)
     finally:
@@ -141,7 +144,9 @@ def run_dashboard_only(settings: Settings) -> int:
     return 0
 
 
-def run_demo_command(endpoint: str, *, iterations: int | None, duration: float | None, interval: float) -> int:
+def run_demo_command(
+    endpoint: str, *, iterations: int | None, duration: float | None, interval: float
+) -> int:
     """``llm-monitor demo``: drive traffic into a running collector and report what was sent."""
     import urllib.error
     import urllib.request
@@ -160,7 +165,9 @@ def run_demo_command(endpoint: str, *, iterations: int | None, duration: float |
     stop = threading.Event()
     old = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        stats = run_demo(endpoint, iterations=iterations, duration=duration, interval=interval, stop_event=stop)
+        stats = run_demo(
+            endpoint, iterations=iterations, duration=duration, interval=interval, stop_event=stop
+        )
     finally:
         signal.signal(signal.SIGINT, old)
     print(f"demo: {stats}", flush=True)
