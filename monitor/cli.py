@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="collector bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="collector OTLP/HTTP port (default 4318)")
     p.add_argument("--dashboard-port", dest="dashboard_port", type=int, help="dashboard port (default 8501)")
-    p.add_argument("--no-dashboard", dest="dashboard", action="store_false", help="do not serve the dashboard")
+    p.add_argument(
+        "--no-dashboard", dest="dashboard", action="store_false", help="do not serve the dashboard"
+    )
     p.add_argument("--demo", action="store_true", help="also run the demo workload against the collector")
 
     p = sub.add_parser("collector", help="run only the collector (for a ClickHouse server store)")
@@ -58,16 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--dashboard-port", dest="dashboard_port", type=int)
 
-    p = sub.add_parser("demo", help="drive realistic LLM traffic (real openai SDK, local fake) into a collector")
+    p = sub.add_parser(
+        "demo", help="drive realistic LLM traffic (real openai SDK, local fake) into a collector"
+    )
     _common(p)
     p.add_argument("--endpoint", default=None, help="collector URL (default http://127.0.0.1:<port>)")
-    p.add_argument("--iterations", type=int, default=None, help="stop after N conversations (default: run until Ctrl-C)")
+    p.add_argument(
+        "--iterations", type=int, default=None, help="stop after N conversations (default: run until Ctrl-C)"
+    )
     p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     p.add_argument("--interval", type=float, default=0.3, help="seconds between conversations")
 
     p = sub.add_parser("query", help="run a read-only SQL query against the store")
     _common(p)
-    p.add_argument("sql", help="the SQL; tables are in the configured database (e.g. SELECT count() FROM spans)")
+    p.add_argument(
+        "sql", help="the SQL; tables are in the configured database (e.g. SELECT count() FROM spans)"
+    )
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     p = sub.add_parser("migrate", help="create or upgrade the schema")
@@ -89,7 +97,9 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,7 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         if settings_debug():
             raise
-        print(f"llm-monitor: {type(e).__name__}: {e} (set LLM_MONITOR_LOG_LEVEL=DEBUG for a traceback)", file=sys.stderr)
+        print(
+            f"llm-monitor: {type(e).__name__}: {e} (set LLM_MONITOR_LOG_LEVEL=DEBUG for a traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -194,7 +207,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.runtime import run_demo_command
 
     endpoint = args.endpoint or f"http://{settings.host}:{settings.port}"
-    return run_demo_command(endpoint, iterations=args.iterations, duration=args.duration, interval=args.interval)
+    return run_demo_command(
+        endpoint, iterations=args.iterations, duration=args.duration, interval=args.interval
+    )
 
 
 COMMANDS = {

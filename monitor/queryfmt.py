@@ -43,7 +43,12 @@ def _cell(v: Any) -> str:
 
 def format_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table") -> str:
     if fmt == "json":
-        return json.dumps([{c: jsonable(v) for c, v in zip(columns, r)} for r in rows], ensure_ascii=False) + "\n"
+        return (
+            json.dumps(
+                [{c: jsonable(v) for c, v in zip(columns, r, strict=True)} for r in rows], ensure_ascii=False
+            )
+            + "\n"
+        )
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -58,8 +63,12 @@ def format_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: st
     for r in cells:
         for i, c in enumerate(r):
             widths[i] = min(max(widths[i], len(c)), 80)
+
     def line(vals: Sequence[str]) -> str:
-        return "  ".join((v if len(v) <= 80 else v[:77] + "...").ljust(w) for v, w in zip(vals, widths)).rstrip()
+        return "  ".join(
+            (v if len(v) <= 80 else v[:77] + "...").ljust(w) for v, w in zip(vals, widths, strict=False)
+        ).rstrip()
+
     out = [line(columns), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells]
     out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")

@@ -139,19 +139,54 @@ class Field:
 
 
 FIELDS: tuple[Field, ...] = (
-    Field("store", _as_store_url, None, "Store URL: `chdb:///abs/path` (embedded, default under the user data dir) or `http(s)://user:pass@host:8123/db`."),
-    Field("database", _as_identifier, "llm_monitor", "ClickHouse database holding the tables (ignored when an http URL names one)."),
-    Field("project", _as_str, "default", "Project name stamped on rows whose spans do not carry `llm_monitor.project`."),
+    Field(
+        "store",
+        _as_store_url,
+        None,
+        "Store URL: `chdb:///abs/path` (embedded, default under the user data dir) or `http(s)://user:pass@host:8123/db`.",
+    ),
+    Field(
+        "database",
+        _as_identifier,
+        "llm_monitor",
+        "ClickHouse database holding the tables (ignored when an http URL names one).",
+    ),
+    Field(
+        "project",
+        _as_str,
+        "default",
+        "Project name stamped on rows whose spans do not carry `llm_monitor.project`.",
+    ),
     Field("retention_days", _as_int(1, 36500), 30, "Days rows are kept (table TTL, whole parts dropped)."),
     Field("host", _as_str, "127.0.0.1", "Collector bind address."),
     Field("port", _as_int(0, 65535), 4318, "Collector OTLP/HTTP port."),
     Field("dashboard_host", _as_str, "127.0.0.1", "Dashboard bind address."),
     Field("dashboard_port", _as_int(0, 65535), 8501, "Dashboard port."),
-    Field("batch_size", _as_int(1, 1_000_000), 5000, "Rows per store insert: a batch is written when it holds this many rows..."),
+    Field(
+        "batch_size",
+        _as_int(1, 1_000_000),
+        5000,
+        "Rows per store insert: a batch is written when it holds this many rows...",
+    ),
     Field("flush_interval", _as_float(0.01), 1.0, "...or when its oldest row is this many seconds old."),
-    Field("queue_max_rows", _as_int(1, 100_000_000), 200_000, "Rows the collector holds in memory before it answers 503 (back-pressure)."),
-    Field("max_body_bytes", _as_int(1024, 1 << 31), 16 * 1024 * 1024, "Largest request body accepted, after gunzip (413 beyond)."),
-    Field("api_keys", _as_list, (), "Comma-separated API keys; when set, requests need `Authorization: Bearer <key>` or `x-api-key`."),
+    Field(
+        "queue_max_rows",
+        _as_int(1, 100_000_000),
+        200_000,
+        "Rows the collector holds in memory before it answers 503 (back-pressure).",
+    ),
+    Field(
+        "max_body_bytes",
+        _as_int(1024, 1 << 31),
+        16 * 1024 * 1024,
+        "Largest request body accepted, after gunzip (413 beyond).",
+    ),
+    Field(
+        "api_keys",
+        _as_list,
+        (),
+        "Comma-separated API keys; when set, requests need `Authorization: Bearer <key>` or `x-api-key`.",
+    ),
     Field("log_level", _as_log_level, "INFO", "DEBUG, INFO, WARNING or ERROR."),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -263,6 +298,10 @@ def markdown_table() -> str:
     """The README's configuration table."""
     rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
     for f in FIELDS:
-        default = "user data dir" if f.name == "store" else (",".join(f.default) if isinstance(f.default, tuple) else f.default)
+        default = (
+            "user data dir"
+            if f.name == "store"
+            else (",".join(f.default) if isinstance(f.default, tuple) else f.default)
+        )
         rows.append(f"| `{f.name}` | `{f.env}` | `{default}` | {f.help} |")
     return "\n".join(rows)

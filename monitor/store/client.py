@@ -118,7 +118,9 @@ class Store:
         self._closed = False
         self._db_bound = False
         first = self.client()  # connect now so a bad URL or a held path fails at start-up
-        exists = first.query("SELECT count() FROM system.databases WHERE name = {d:String}", parameters={"d": self.database})
+        exists = first.query(
+            "SELECT count() FROM system.databases WHERE name = {d:String}", parameters={"d": self.database}
+        )
         if exists.result_rows[0][0]:
             self.bind_database()
 
@@ -157,7 +159,7 @@ class Store:
         global _ENGINE_PATH
         path = self.url.path
         with _ENGINE_LOCK:
-            if _ENGINE_PATH is not None and _ENGINE_PATH != path:
+            if _ENGINE_PATH is not None and path != _ENGINE_PATH:
                 raise StoreInUseError(
                     f"this process already hosts the embedded store {_ENGINE_PATH}; chDB allows one per process"
                 )
@@ -243,7 +245,7 @@ class Store:
     def rows(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """A SELECT as a list of dicts (small results only)."""
         r = self.query(sql, parameters)
-        return [dict(zip(r.column_names, row)) for row in r.result_rows]
+        return [dict(zip(r.column_names, row, strict=True)) for row in r.result_rows]
 
     def scalar(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         r = self.query(sql, parameters)
@@ -261,7 +263,9 @@ class Store:
             raise StoreError(f"insert into {table} failed: {_clean_error(e)}") from None
         return len(rows)
 
-    def insert_columns(self, table: str, columns: Sequence[Iterable[Any]], column_names: Sequence[str]) -> int:
+    def insert_columns(
+        self, table: str, columns: Sequence[Iterable[Any]], column_names: Sequence[str]
+    ) -> int:
         """Insert column-oriented data (one sequence per column); returns the number of rows written."""
         if self.readonly:
             raise StoreError("the store was opened read-only")
@@ -290,7 +294,11 @@ class Store:
 
 
 def open_store(
-    url: str, database: str = "llm_monitor", *, readonly: bool = False, migrate: bool = False,
+    url: str,
+    database: str = "llm_monitor",
+    *,
+    readonly: bool = False,
+    migrate: bool = False,
     retention_days: int = 30,
 ) -> Store:
     """Open the store at ``url``; with ``migrate=True`` apply pending migrations first.

@@ -9,8 +9,9 @@ from pathlib import Path
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True, text=True,
-                          timeout=180, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args], capture_output=True, text=True, timeout=180, cwd=cwd
+    )
 
 
 def test_migrate_then_query_formats(tmp_path: Path) -> None:
@@ -20,10 +21,23 @@ def test_migrate_then_query_formats(tmp_path: Path) -> None:
     assert "schema version 1 (applied 1)" in r.stdout
     r = run("migrate", "--store", url)
     assert "schema version 1 (already current)" in r.stdout
-    r = run("query", "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name",
-            "--store", url, "--format", "json")
+    r = run(
+        "query",
+        "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name",
+        "--store",
+        url,
+        "--format",
+        "json",
+    )
     assert r.returncode == 0, r.stderr
-    assert [x["name"] for x in json.loads(r.stdout)] == ["alerts", "drift", "feedback", "schema_version", "scores", "spans"]
+    assert [x["name"] for x in json.loads(r.stdout)] == [
+        "alerts",
+        "drift",
+        "feedback",
+        "schema_version",
+        "scores",
+        "spans",
+    ]
     r = run("query", "SELECT count() AS n FROM spans", "--store", url, "--format", "csv")
     assert r.stdout == "n\n0\n"
 
@@ -37,7 +51,9 @@ def test_query_is_read_only_and_errors_are_one_line(tmp_path: Path) -> None:
     assert len(r.stderr.strip().splitlines()) == 1
     r = run("query", "SELEKT 1", "--store", url)
     assert r.returncode == 1 and "SYNTAX_ERROR" in r.stderr and "Traceback" not in r.stderr
-    assert run("query", "SELECT count() FROM spans", "--store", url, "--format", "csv").stdout == "count()\n0\n"
+    assert (
+        run("query", "SELECT count() FROM spans", "--store", url, "--format", "csv").stdout == "count()\n0\n"
+    )
 
 
 def test_bad_configuration_is_exit_2_and_one_line(tmp_path: Path) -> None:
@@ -45,7 +61,10 @@ def test_bad_configuration_is_exit_2_and_one_line(tmp_path: Path) -> None:
     cfg.write_text("port: not-a-port\n")
     r = run("config", cwd=tmp_path)
     assert r.returncode == 2
-    assert r.stderr.strip() == "llm-monitor: configuration error: invalid llm-monitor.yaml: port='not-a-port': expected an integer"
+    assert (
+        r.stderr.strip()
+        == "llm-monitor: configuration error: invalid llm-monitor.yaml: port='not-a-port': expected an integer"
+    )
     r = run("migrate", "--store", "relative/path")
     assert r.returncode == 2 and "expected chdb:///abs/path" in r.stderr
 
@@ -53,4 +72,6 @@ def test_bad_configuration_is_exit_2_and_one_line(tmp_path: Path) -> None:
 def test_config_markdown_matches_readme() -> None:
     r = run("config", "--markdown")
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert r.stdout.strip() in readme, "README configuration table is out of date: paste `llm-monitor config --markdown`"
+    assert r.stdout.strip() in readme, (
+        "README configuration table is out of date: paste `llm-monitor config --markdown`"
+    )

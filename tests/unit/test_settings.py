@@ -22,7 +22,9 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_precedence_argument_env_file_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "llm-monitor.yaml").write_text("port: 5000\ndashboard_port: 5001\nretention_days: 7\nproject: fromfile\n")
+    (tmp_path / "llm-monitor.yaml").write_text(
+        "port: 5000\ndashboard_port: 5001\nretention_days: 7\nproject: fromfile\n"
+    )
     env = {"LLM_MONITOR_PORT": "6000", "LLM_MONITOR_DASHBOARD_PORT": "6001"}
     s = Settings.load({"port": 7000, "dashboard_port": None}, environ=env)
     assert s.port == 7000  # argument beats environment

@@ -20,10 +20,58 @@ temperature, max_tokens, top_p, finish_reason, response_id, user_id, session_id,
 convention, attributes, resource, ingested_at"""
 DESIGN_COLUMNS = {
     "spans": [c.strip() for c in DESIGN_SPAN_COLUMNS.replace("\n", " ").split(",")],
-    "feedback": "project trace_id span_id response_id kind value comment user_id source created_at".split(),
-    "scores": "project trace_id span_id analyzer metric value label analyzer_version created_at".split(),
-    "drift": "project window_start window_end baseline_start baseline_end segment feature method score threshold drifted sample_size created_at".split(),
-    "alerts": "project rule fingerprint state severity value threshold message started_at resolved_at notified created_at".split(),
+    "feedback": [
+        "project",
+        "trace_id",
+        "span_id",
+        "response_id",
+        "kind",
+        "value",
+        "comment",
+        "user_id",
+        "source",
+        "created_at",
+    ],
+    "scores": [
+        "project",
+        "trace_id",
+        "span_id",
+        "analyzer",
+        "metric",
+        "value",
+        "label",
+        "analyzer_version",
+        "created_at",
+    ],
+    "drift": [
+        "project",
+        "window_start",
+        "window_end",
+        "baseline_start",
+        "baseline_end",
+        "segment",
+        "feature",
+        "method",
+        "score",
+        "threshold",
+        "drifted",
+        "sample_size",
+        "created_at",
+    ],
+    "alerts": [
+        "project",
+        "rule",
+        "fingerprint",
+        "state",
+        "severity",
+        "value",
+        "threshold",
+        "message",
+        "started_at",
+        "resolved_at",
+        "notified",
+        "created_at",
+    ],
 }
 
 
@@ -49,9 +97,12 @@ def test_every_public_table_has_the_design_columns(store) -> None:
 
 
 def test_table_ddl_has_partition_ttl_codecs_and_bloom_indexes(store) -> None:
-    ddl = dict(store.query(
-        "SELECT name, create_table_query FROM system.tables WHERE database = {d:String}", {"d": store.database}
-    ).result_rows)
+    ddl = dict(
+        store.query(
+            "SELECT name, create_table_query FROM system.tables WHERE database = {d:String}",
+            {"d": store.database},
+        ).result_rows
+    )
     for table in PUBLIC_TABLES:
         q = ddl[table]
         assert "PARTITION BY" in q and "TTL" in q and "ttl_only_drop_parts = 1" in q, table
@@ -66,7 +117,9 @@ def test_migrations_are_idempotent_and_versioned(store) -> None:
     latest = max(m.version for m in load_migrations())
     assert current_version(store) == latest
     assert apply_migrations(store) == []  # nothing left to apply
-    assert store.scalar(f"SELECT count() FROM {store.table('schema_version')} FINAL") == len(load_migrations())
+    assert store.scalar(f"SELECT count() FROM {store.table('schema_version')} FINAL") == len(
+        load_migrations()
+    )
 
 
 def test_retention_is_reconciled(store) -> None:
@@ -82,12 +135,28 @@ def test_retention_is_reconciled(store) -> None:
 
 def test_insert_and_query_round_trip(store) -> None:
     t0 = dt.datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
-    row = span_row({"trace_id": "ab" * 16, "span_id": "cd" * 8, "start_time": t0, "end_time": t0,
-                    "input_tokens": 7, "attributes": {"k": "v"}, "ingested_at": t0})
+    row = span_row(
+        {
+            "trace_id": "ab" * 16,
+            "span_id": "cd" * 8,
+            "start_time": t0,
+            "end_time": t0,
+            "input_tokens": 7,
+            "attributes": {"k": "v"},
+            "ingested_at": t0,
+        }
+    )
     store.insert("spans", [[row[c] for c in SPAN_COLUMNS]], SPAN_COLUMNS)
     got = store.rows("SELECT trace_id, input_tokens, attributes, cost_usd, start_time FROM spans")
-    assert got == [{"trace_id": "ab" * 16, "input_tokens": 7, "attributes": {"k": "v"}, "cost_usd": None,
-                    "start_time": t0.replace(tzinfo=got[0]["start_time"].tzinfo)}]
+    assert got == [
+        {
+            "trace_id": "ab" * 16,
+            "input_tokens": 7,
+            "attributes": {"k": "v"},
+            "cost_usd": None,
+            "start_time": t0.replace(tzinfo=got[0]["start_time"].tzinfo),
+        }
+    ]
 
 
 def test_engine_errors_are_one_line(store) -> None:
@@ -100,7 +169,7 @@ def test_readonly_store_refuses_writes(store, engine_url: str) -> None:
     ro = open_store(engine_url, store.database, readonly=True)
     try:
         assert ro.scalar("SELECT count() FROM spans") == 0
-        with pytest.raises(StoreError, match="READONLY|readonly"):
+        with pytest.raises(StoreError, match=r"READONLY|readonly"):
             ro.query("INSERT INTO spans (project) VALUES ('x')")
         with pytest.raises(StoreError, match="read-only"):
             ro.command("DROP TABLE spans")
@@ -147,7 +216,9 @@ def test_path_held_by_another_process_is_one_clear_line(tmp_path: Path) -> None:
         assert holder.stdout.readline().strip() == "held"
         r = subprocess.run(
             [sys.executable, "-m", "monitor.cli", "query", "SELECT 1", "--store", url],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert r.returncode == 1
         err = r.stderr.strip().splitlines()[-1]
