@@ -61,14 +61,19 @@ def _resource_info(resource: dict[str, Any], default_project: str) -> tuple[dict
     return strs, service, env, project
 
 
+# Timestamps before 2000-01-01 come from unset or broken clocks, never from a real LLM call.
+MIN_PLAUSIBLE_NS = 946_684_800 * 1_000_000_000
+
+
 def _base_row(
     span: Span, attrs: dict[str, Any], res: tuple[dict[str, str], str, str, str], now_ns: int
 ) -> dict[str, Any]:
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
-    if start <= 0:
-        # No start time (a broken sender): date the span by its arrival, otherwise the table's TTL would
-        # expire it at insert and an acknowledged span would silently vanish.
-        start = end if end > 0 else now_ns
+    if start < MIN_PLAUSIBLE_NS:
+        # No usable start time (a broken sender: 0, or a few ns after the epoch): date the span by its end
+        # when that is plausible, else by its arrival. Otherwise the table's TTL would expire it at insert
+        # and an acknowledged span would silently vanish.
+        start = end if end >= MIN_PLAUSIBLE_NS else now_ns
     if end < start:
         end = start
     status = _STATUS.get(span.status_code, "unset")

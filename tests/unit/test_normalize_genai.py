@@ -482,6 +482,10 @@ def test_spans_without_times_are_dated_by_arrival():
     span.start_time_unix_nano, span.end_time_unix_nano = 0, now - 5_000_000
     [r] = normalize_spans([span], now_ns=now)
     assert r["start_time"] == r["end_time"] == ns_to_datetime(now - 5_000_000)
+    # an implausible end (1 ns after the epoch) must not date the span in 1970, where the TTL would drop it
+    span.start_time_unix_nano, span.end_time_unix_nano = 0, 1
+    [r] = normalize_spans([span], now_ns=now)
+    assert r["start_time"] == r["end_time"] == ns_to_datetime(now)
 
 
 def test_timestamps_are_clamped_to_what_the_store_holds():
