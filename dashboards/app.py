@@ -20,12 +20,12 @@ except ImportError:  # run from a source checkout that is not installed: make th
     from dashboards import data
     from monitor.store import StoreError
 
-st.set_page_config(page_title="llm-monitor", page_icon="📈", layout="wide")
+st.set_page_config(page_title="llm-monitor", page_icon=":material/monitoring:", layout="wide")
 
 page = st.navigation(
     [
-        st.Page(HERE / "pages" / "overview.py", title="Overview", icon="📊", default=True),
-        st.Page(HERE / "pages" / "traces.py", title="Traces", icon="🧵"),
+        st.Page(HERE / "pages" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page(HERE / "pages" / "traces.py", title="Traces", icon=":material/account_tree:"),
     ]
 )
 store = data.get_store()

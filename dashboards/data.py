@@ -82,7 +82,12 @@ def get_store() -> Store:
 
 
 def collector_endpoint() -> str:
-    """Where apps should send spans, for the empty state's hint (settings when readable)."""
+    """Where apps should send spans, for the empty state's hint: this process's collector, else settings."""
+    from monitor.store.shared import collector_url
+
+    running = collector_url()
+    if running:
+        return running
     try:
         from monitor.settings import Settings
 

@@ -76,11 +76,13 @@ def run_up(settings: Settings, *, dashboard: bool = True, demo: bool = False) ->
     from collectors.server import CollectorServer
     from monitor.store import set_shared_store
     from monitor.store.migrations import current_version
+    from monitor.store.shared import set_collector_url
 
     store = _open(settings)
     set_shared_store(store)
     collector = CollectorServer(settings, store)
     collector.start()
+    set_collector_url(collector.url)
     demo_stop = threading.Event()
     demo_thread: threading.Thread | None = None
     try:
@@ -111,6 +113,7 @@ def run_up(settings: Settings, *, dashboard: bool = True, demo: bool = False) ->
             demo_thread.join(timeout=15)
         collector.stop()
         set_shared_store(None)
+        set_collector_url(None)
         store.close()
         print("llm-monitor: stopped", file=sys.stderr, flush=True)
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -83,9 +84,23 @@ def charts(ts: pd.DataFrame) -> None:
         st.bar_chart(ts, x="bucket", y="total_tokens", color="model", x_label="", y_label="tokens")
     with right:
         st.markdown("**Latency p95 (ms)**")
-        st.line_chart(ts, x="bucket", y="latency_p95_ms", color="model", x_label="", y_label="ms")
+        st.altair_chart(latency_chart(ts), width="stretch")
         st.markdown("**Cost (USD)**")
         st.bar_chart(ts, x="bucket", y="cost_usd", color="model", x_label="", y_label="USD")
+
+
+def latency_chart(ts: pd.DataFrame) -> alt.Chart:
+    """Lines with point marks: a model seen in a single bucket (a fresh demo) is still visible."""
+    return (
+        alt.Chart(ts.dropna(subset=["latency_p95_ms"]))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("bucket:T", title=None),
+            y=alt.Y("latency_p95_ms:Q", title="ms"),
+            color=alt.Color("model:N", title="model"),
+            tooltip=["model", "bucket", alt.Tooltip("latency_p95_ms:Q", format=".0f")],
+        )
+    )
 
 
 def model_table(df: pd.DataFrame) -> None:

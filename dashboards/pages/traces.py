@@ -73,6 +73,8 @@ def trace_table(traces: pd.DataFrame) -> str | None:
     view = traces.assign(
         status=traces["status"].map({"error": "❌ error", "ok": "✅ ok"}),
         name=traces["name"].where(traces["name"] != "", "(unnamed)"),
+        # Nullable(Float64) arrives as objects; as floats, an unpriced trace shows an empty cell, not "None"
+        cost_usd=pd.to_numeric(traces["cost_usd"], errors="coerce"),
     )
     cols = [
         "start_time",

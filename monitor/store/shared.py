@@ -23,3 +23,18 @@ def shared_store() -> Store | None:
     """The store registered by :func:`set_shared_store`, or ``None`` when this process has none."""
     with _lock:
         return _store
+
+
+_collector_url: str | None = None
+
+
+def set_collector_url(url: str | None) -> None:
+    """Register where this process's collector listens (shown by the dashboard's empty state)."""
+    global _collector_url
+    with _lock:
+        _collector_url = url
+
+
+def collector_url() -> str | None:
+    with _lock:
+        return _collector_url
