@@ -93,7 +93,18 @@ LLM_MONITOR_PROJECT = "llm_monitor.project"  # resource attribute: which project
 SCOPE_PREFIX = "llm_monitor"
 
 # Canonical span kinds (DESIGN §2, `spans.kind`).
-KINDS = ("llm", "embedding", "chain", "agent", "tool", "retriever", "reranker", "guardrail", "evaluator", "other")
+KINDS = (
+    "llm",
+    "embedding",
+    "chain",
+    "agent",
+    "tool",
+    "retriever",
+    "reranker",
+    "guardrail",
+    "evaluator",
+    "other",
+)
 
 # --- added with the SDK (v1) -----------------------------------------------------------------------
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
