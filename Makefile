@@ -25,8 +25,11 @@ install: $(STAMP_SERVER)
 demo: $(STAMP_SERVER)
 	HF_HUB_OFFLINE=1 $(BIN)/llm-monitor up --demo
 
-## The whole test suite (installs test extras and, as root, Debian's chromium for the browser test).
+## The whole test suite (installs test extras and, as root, Debian's chromium for the browser test),
+## after lint and type checks.
 test: $(STAMP_TEST) browser
+	$(BIN)/ruff check monitor collectors dashboards tests
+	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 browser:
