@@ -73,7 +73,11 @@ class SpanEvent:
 
 @dataclass(slots=True)
 class Span:
-    """One decoded span. ``resource`` is shared by every span of its ResourceSpans: never mutate it."""
+    """One decoded span. ``resource`` is shared by every span of its ResourceSpans: never mutate it.
+
+    The protobuf decoder builds it positionally (0.7 µs/span cheaper than keywords): append new fields at
+    the end, never reorder.
+    """
 
     trace_id: str  # lowercase hex, "" when absent
     span_id: str
@@ -172,7 +176,19 @@ def _pb_value(v: Any, depth: int = 0) -> Any:
 
 
 def _pb_attrs(kvs: Any) -> dict[str, Any]:
-    return {kv.key: _pb_value(kv.value) for kv in kvs}
+    # The hot loop of decoding (most of a span's cost). Most attribute values are non-empty strings, so
+    # one field read settles them; only the rest pay for WhichOneof. Empty strings take the slow path and
+    # still come out as "". benchmarks/collector_throughput.py measures this.
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        v = kv.value
+        x = v.string_value
+        if x:
+            out[kv.key] = x
+        else:
+            which = v.WhichOneof("value")
+            out[kv.key] = getattr(v, which) if which in _PB_SCALARS else _pb_value(v)
+    return out
 
 
 def decode_traces_protobuf(data: bytes) -> list[Span]:
@@ -186,28 +202,31 @@ def decode_traces_protobuf(data: bytes) -> list[Span]:
     for rs in req.resource_spans:
         resource = _pb_attrs(rs.resource.attributes)
         for ss in rs.scope_spans:
-            scope_name = ss.scope.name
-            scope_version = ss.scope.version
+            scope = ss.scope
+            scope_name = scope.name
+            scope_version = scope.version
             for s in ss.spans:
                 st = s.status
+                events = s.events
+                # positional: keyword arguments cost measurably at 100k spans/s (order of Span's fields)
                 append(
                     Span(
-                        trace_id=s.trace_id.hex(),
-                        span_id=s.span_id.hex(),
-                        parent_span_id=s.parent_span_id.hex(),
-                        name=s.name,
-                        kind=s.kind,
-                        start_time_unix_nano=s.start_time_unix_nano,
-                        end_time_unix_nano=s.end_time_unix_nano,
-                        attributes=_pb_attrs(s.attributes),
-                        events=[
-                            SpanEvent(e.name, e.time_unix_nano, _pb_attrs(e.attributes)) for e in s.events
-                        ],
-                        status_code=st.code,
-                        status_message=st.message,
-                        resource=resource,
-                        scope_name=scope_name,
-                        scope_version=scope_version,
+                        s.trace_id.hex(),
+                        s.span_id.hex(),
+                        s.parent_span_id.hex(),
+                        s.name,
+                        s.kind,
+                        s.start_time_unix_nano,
+                        s.end_time_unix_nano,
+                        _pb_attrs(s.attributes),
+                        [SpanEvent(e.name, e.time_unix_nano, _pb_attrs(e.attributes)) for e in events]
+                        if events
+                        else [],
+                        st.code,
+                        st.message,
+                        resource,
+                        scope_name,
+                        scope_version,
                     )
                 )
     return spans

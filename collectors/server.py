@@ -28,10 +28,16 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from collectors import feedback as fb
+from collectors import logs as otlp_logs
 from collectors import otlp
+from collectors.enrich import Enricher
 from collectors.normalize import NormalizerRegistry, default_registry, normalize_spans
 from collectors.otlp import MalformedPayload, PayloadTooLarge, RequestError, UnsupportedMedia
-from collectors.writer import BatchWriter, StoreWriter, Writer
+from collectors.pricing import Pricer
+from collectors.spool import SpoolError
+from collectors.unmapped import UNMAPPED_PATH, UnmappedCounter
+from collectors.writer import BatchWriter, StoreWriter, Writer, WriterStats
 
 if TYPE_CHECKING:
     from monitor.settings import Settings
@@ -40,8 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("llm_monitor.collector")
 
 TRACES_PATH = "/v1/traces"
-GET_PATHS = ("/healthz", "/metrics")
-POST_PATHS = (TRACES_PATH,)
+LOGS_PATH = "/v1/logs"
+GET_PATHS = ("/healthz", "/metrics", UNMAPPED_PATH)
+POST_PATHS = (TRACES_PATH, LOGS_PATH, fb.FEEDBACK_PATH)
 JSON_CT = "application/json"
 PROTOBUF_CT = "application/x-protobuf"
 METRICS_CT = "text/plain; version=0.0.4; charset=utf-8"
@@ -99,6 +106,9 @@ class CollectorServer:
         self.settings = settings
         self.batch = BatchWriter.from_settings(writer, settings)
         self.registry = registry or default_registry()
+        self.enricher = Enricher(project=settings.project)  # log content + user/session across requests
+        self.pricer = Pricer.from_settings(settings)  # ConfigError on a bad `prices:` entry, at start-up
+        self.unmapped = UnmappedCounter()
         self._api_keys = tuple(k.encode("utf-8") for k in settings.api_keys)
         self._httpd: _HTTPServer | None = None
         self._port: int | None = None
@@ -128,9 +138,13 @@ class CollectorServer:
             httpd = _HTTPServer((host, port), _Handler, self)
         except OSError as e:
             raise CollectorError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        try:
+            self.batch.start()  # opens the spool: recovers what a previous run acknowledged
+        except SpoolError as e:
+            httpd.server_close()
+            raise CollectorError(str(e)) from None
         self._httpd = httpd
         self._port = int(httpd.server_address[1])
-        self.batch.start()
         self._thread = threading.Thread(
             target=httpd.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -230,18 +244,45 @@ class CollectorServer:
         fmt = otlp.media_type(content_type)
         data = otlp.decompress(body, content_encoding, self.settings.max_body_bytes)
         spans = otlp.decode_traces(data, fmt)
-        rows = normalize_spans(spans, project=self.settings.project, registry=self.registry)
+        rows = normalize_spans(spans, project=self.settings.project, registry=self.registry, propagate=False)
+        # before the enricher: it keeps these rows and hands out copies later, so they must be final here
+        self.pricer.apply(rows)  # cost_usd / cost_source / cache + reasoning tokens (collectors/pricing.py)
+        self.unmapped.observe(rows)  # per-key counts of attributes no mapping used
+        rows, evaluations = self.enricher.process_spans(spans, rows)  # may append updated earlier rows
+        if evaluations:
+            self.batch.offer(evaluations, table="feedback")
         queued = self.batch.offer(rows)
         with self._lock:
             self._spans_received += len(rows)
             if not queued:
-                self._spans_rejected["queue_full"] += len(rows)
+                self._spans_rejected[self.batch.last_refusal() or "queue_full"] += len(rows)
         return queued, len(rows)
+
+    def ingest_logs(
+        self, body: bytes, content_type: str | None, content_encoding: str | None
+    ) -> tuple[bool, int]:
+        """``POST /v1/logs``: GenAI content joined to its spans, evaluations to feedback (collectors/enrich.py)."""
+        fmt = otlp.media_type(content_type)
+        data = otlp.decompress(body, content_encoding, self.settings.max_body_bytes)
+        records = otlp_logs.decode_logs(data, fmt)
+        updates, evaluations = self.enricher.process_logs(records)
+        queued = not updates or self.batch.offer(updates)
+        if queued and evaluations:
+            queued = self.batch.offer(evaluations, table="feedback")
+        return queued, len(records)
+
+    def ingest_feedback(self, body: bytes, content_encoding: str | None) -> tuple[bool, int]:
+        """Validate and queue one ``/v1/feedback`` body, all or nothing: (queued?, items). Raises RequestError."""
+        limit = min(self.settings.max_body_bytes, fb.MAX_BODY_BYTES)
+        data = otlp.decompress(body, content_encoding, limit)
+        rows = fb.parse_feedback(data, project=self.settings.project)
+        return self.batch.offer(rows, table="feedback"), len(rows)
 
     # --- status endpoints ---------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
+        """``/healthz``: ``degraded`` while the store is down or the spool is over 90 % full."""
         st = self.batch.stats()
-        return {
+        out: dict[str, Any] = {
             "status": "ok" if st.healthy else "degraded",
             "queue_depth": st.queue_depth,
             "queue_capacity": st.queue_capacity,
@@ -249,6 +290,14 @@ class CollectorServer:
             "written": st.written,
             "store": "ok" if st.healthy else "down",
         }
+        if st.spool is not None:
+            sp = st.spool
+            out["backlog"] = st.backlog
+            out["spool"] = {"bytes": sp.bytes, "max_bytes": sp.max_bytes, "segments": sp.segments,
+                            "used": round(sp.bytes / sp.max_bytes, 4)}  # fmt: skip
+            if sp.bytes > 0.9 * sp.max_bytes:
+                out["status"] = "degraded"
+        return out
 
     def metrics_text(self) -> str:
         """Prometheus text exposition (format 0.0.4)."""
@@ -277,7 +326,10 @@ class CollectorServer:
             "spans_rejected_total",
             "counter",
             "Spans refused after decoding, by reason.",
-            [(f'{{reason="{r}"}}', rejected_spans.get(r, 0)) for r in ("queue_full",)],
+            [
+                (f'{{reason="{r}"}}', rejected_spans.get(r, 0))
+                for r in sorted({"queue_full", "spool_full", *rejected_spans})
+            ],
         )
         family(
             "spans_dropped_total",
@@ -310,7 +362,43 @@ class CollectorServer:
         )  # fmt: skip
         family("write_latency_seconds_last", "gauge", "Duration of the latest successful store write.",
                [("", round(st.last_write_latency, 6))])  # fmt: skip
+        lines.extend(_write_path_lines(p, st))
+        lines.extend(self.pricer.metric_lines(p))
+        lines.extend(self.unmapped.metric_lines(p))
         return "\n".join(lines) + "\n"
+
+
+def _write_path_lines(p: str, st: WriterStats) -> list[str]:
+    """The durable write path's families: rows by table and refusal reason, backlog, spool, fsync."""
+    out: list[str] = []
+
+    def family(name: str, kind: str, help_: str, samples: list[tuple[str, float | int]]) -> None:
+        out.extend((f"# HELP {p}{name} {help_}", f"# TYPE {p}{name} {kind}"))
+        out.extend(f"{p}{name}{labels} {value}" for labels, value in samples)
+
+    family("rows_written_total", "counter", "Rows written to the store, by table.",
+           [(f'{{table="{t}"}}', n) for t, n in sorted(st.written_by_table.items())])  # fmt: skip
+    family("rows_rejected_total", "counter", "Rows refused by the write path (any table), by reason.",
+           [(f'{{reason="{r}"}}', n) for r, n in sorted(st.rejected_by_reason.items())])  # fmt: skip
+    family("backlog_rows", "gauge", "Rows acknowledged and not yet written (memory and spool).",
+           [("", st.backlog)])  # fmt: skip
+    sp = st.spool
+    if sp is None:
+        return out
+    family("spooled_rows_total", "counter", "Rows appended to the spool.", [("", sp.appended_items)])
+    family("spooled_bytes_total", "counter", "Bytes appended to the spool.", [("", sp.appended_bytes)])
+    family("replayed_rows_total", "counter", "Rows written from the spool on disk (not from memory).",
+           [("", st.replayed)])  # fmt: skip
+    family("spool_bytes", "gauge", "Bytes the spool uses on disk.", [("", sp.bytes)])
+    family("spool_capacity_bytes", "gauge", "Spool size at which requests get 503.", [("", sp.max_bytes)])
+    family("spool_segments", "gauge", "Spool segment files.", [("", sp.segments)])
+    family("spool_damaged_records_total", "counter", "Spool records skipped as damaged, by kind.",
+           [('{kind="corrupt"}', sp.corrupt_records), ('{kind="torn"}', sp.torn_records)])  # fmt: skip
+    family("spool_fsync_seconds", "summary", "Group-commit fsyncs (each covers every waiting request).",
+           [("_sum", round(sp.fsync_seconds_sum, 6)), ("_count", sp.fsyncs)])  # fmt: skip
+    family("spool_fsync_seconds_last", "gauge", "Duration of the latest spool fsync.",
+           [("", round(sp.fsync_seconds_last, 6))])  # fmt: skip
+    return out
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -461,13 +549,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps(c.health()).encode(), JSON_CT)
         elif path == "/metrics":
             self._send(200, c.metrics_text().encode(), METRICS_CT)
+        elif path == UNMAPPED_PATH:
+            self._send(200, json.dumps(c.unmapped.snapshot()).encode(), JSON_CT)
         else:
             self._not_found_or_not_allowed(path)
 
     def do_POST(self) -> None:
         self._body_read = False  # per request: a kept-alive connection reuses this handler
         path = self._path()
-        if path != TRACES_PATH:
+        if path == fb.FEEDBACK_PATH:
+            self._post_feedback()
+            return
+        if path != TRACES_PATH and path != LOGS_PATH:
             self._not_found_or_not_allowed(path)
             return
         fmt: str | None = None
@@ -482,7 +575,8 @@ class _Handler(BaseHTTPRequestHandler):
             if encoding not in ("", "identity", "gzip", "x-gzip"):
                 raise UnsupportedMedia(f"unsupported Content-Encoding {encoding!r}: use gzip or identity")
             body = self._read_body(c.settings.max_body_bytes)
-            queued, n = c.ingest(body, self.headers.get("Content-Type"), encoding)
+            ingest = c.ingest_logs if path == LOGS_PATH else c.ingest  # same empty response for both
+            queued, n = ingest(body, self.headers.get("Content-Type"), encoding)
         except RequestError as e:
             headers = (("WWW-Authenticate", "Bearer"),) if e.status == 401 else ()
             self._error(
@@ -494,17 +588,55 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, f"internal error: {type(e).__name__}", fmt=fmt, close=True, reason="internal")
             return
         if not queued:
-            retry = "5" if not c.batch.healthy else "1"
-            self._error(503, f"collector queue is full ({n} spans refused); retry later", fmt=fmt,
-                        reason="queue_full", headers=(("Retry-After", retry),))  # fmt: skip
+            why = c.batch.last_refusal() or "queue_full"
+            retry = "1" if c.batch.healthy and why == "queue_full" else "5"
+            what = {"spool_full": "spool is full", "closing": "is stopping"}.get(why, "queue is full")
+            self._error(503, f"collector {what} ({n} spans refused); retry later", fmt=fmt,
+                        reason=why, headers=(("Retry-After", retry),))  # fmt: skip
             return
         ctype = PROTOBUF_CT if fmt == otlp.PROTOBUF else JSON_CT
         self._send(200, otlp.encode_response(fmt), ctype)
 
+    def _post_feedback(self) -> None:
+        """``POST /v1/feedback`` (contract in collectors/feedback.py): JSON in and out, CORS on every answer."""
+        c = self.server.collector
+        cors = fb.cors_headers(self.headers.get("Origin"))
+        try:
+            if not c.authorized(self.headers):
+                raise Unauthorized(
+                    "missing or invalid API key (send Authorization: Bearer <key> or x-api-key)"
+                )
+            fb.check_media(self.headers.get("Content-Type"))
+            body = self._read_body(min(c.settings.max_body_bytes, fb.MAX_BODY_BYTES))
+            queued, n = c.ingest_feedback(body, self.headers.get("Content-Encoding"))
+        except RequestError as e:
+            extra = (("WWW-Authenticate", "Bearer"),) if e.status == 401 else ()
+            self._send(e.status, fb.error_body(e), JSON_CT, (*cors, *extra),
+                       close=not self._body_read, reason=e.reason)  # fmt: skip
+            return
+        except Exception as e:  # our bug: answer 500, keep serving
+            log.exception("internal error handling %s", fb.FEEDBACK_PATH)
+            body = fb.error_json(500, f"internal error: {type(e).__name__}")
+            self._send(500, body, JSON_CT, cors, close=True, reason="internal")
+            return
+        if not queued:
+            retry = "5" if not c.batch.healthy else "1"
+            body = fb.error_json(503, f"collector queue is full ({n} feedback items refused); retry later")
+            self._send(503, body, JSON_CT, (*cors, ("Retry-After", retry)), reason="queue_full")
+            return
+        self._send(200, json.dumps({"accepted": n}).encode(), JSON_CT, cors)
+
+    def do_OPTIONS(self) -> None:
+        """CORS preflight for ``/v1/feedback``; other paths do not take OPTIONS."""
+        if self._path() == fb.FEEDBACK_PATH:
+            self._send(204, b"", JSON_CT, fb.preflight_headers(self.headers.get("Origin")))
+        else:
+            self._method_not_allowed()
+
     def _method_not_allowed(self) -> None:
         self._not_found_or_not_allowed(self._path())
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _method_not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = _method_not_allowed
 
     # --- body ---------------------------------------------------------------------------------------
     def _read_body(self, limit: int) -> bytes:

@@ -4,8 +4,11 @@ Request threads only :meth:`BatchWriter.offer` rows (a lock and a deque append, 
 unreachable store never holds an HTTP request; when the queue is full ``offer`` says no and the server
 answers 503 + Retry-After, pushing back on exporters instead of losing data. One daemon thread groups rows
 into store-sized batches (``batch_size`` rows, or whatever waited ``flush_interval``) because ClickHouse
-wants few large inserts. A failed insert keeps its batch and retries with capped exponential backoff:
-accepted rows are never dropped (the disk spool of DESIGN §3 is a later issue).
+wants few large inserts. A failed insert keeps its batch and retries with capped exponential backoff.
+
+This class alone keeps accepted rows in memory only (``spool_dir: off``). The collector normally runs its
+durable subclass, :class:`collectors.spooled_writer.SpooledBatchWriter`, which puts every accepted request in
+a write-ahead log on disk first (DESIGN §3); :meth:`BatchWriter.from_settings` picks the right one.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from monitor.store.schema import STAMP_COLUMN, TABLE_DEFAULTS
 
 if TYPE_CHECKING:
+    from collectors.spool import SpoolStats
     from monitor.settings import Settings
     from monitor.store.client import Store
 
@@ -38,10 +42,14 @@ class Writer(ABC):
     long as the store needs, and raises (any exception) when the batch was not stored; the same batch is
     then offered again later, so an implementation must tolerate a retry of a batch that partly landed
     (the ``spans`` table's ReplacingMergeTree key absorbs such duplicates).
+
+    ``token``, when given, identifies the batch for exactly-once delivery: a retry of the same batch (also
+    after a crash and restart) carries the same token and must not store the rows twice
+    (:class:`StoreWriter` passes it to ClickHouse as ``insert_deduplication_token``).
     """
 
     @abstractmethod
-    def write(self, table: str, rows: Sequence[Row]) -> None:
+    def write(self, table: str, rows: Sequence[Row], token: str | None = None) -> None:
         """Store ``rows`` (complete dicts of ``table``'s columns, the insert-time stamp excepted)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
@@ -49,7 +57,8 @@ class Writer(ABC):
 
 
 class StoreWriter(Writer):
-    """Column-oriented inserts into a :class:`~monitor.store.client.Store`, stamping the insert time.
+    """Batched inserts into a :class:`~monitor.store.client.Store` (JSONEachRow, else columns), stamping the
+    insert time.
 
     Columns come from :data:`monitor.store.schema.TABLE_DEFAULTS`, so a row missing a column gets the
     schema default instead of failing the batch. The store stays owned by the caller (not closed here).
@@ -58,31 +67,80 @@ class StoreWriter(Writer):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def write(self, table: str, rows: Sequence[Row]) -> None:
+    def write(self, table: str, rows: Sequence[Row], token: str | None = None) -> None:
+        # Fast path: rows as JSONEachRow, one orjson call per row, parsed by the engine outside the GIL. The
+        # native column insert costs ~2x the GIL time per row (column building + Native serialization in
+        # Python), and the GIL is what bounds the collector (benchmarks/collector_throughput.py). Stored
+        # values are identical; a row orjson refuses (int beyond 64 bits, lone surrogate…) sends the batch
+        # the native way. Note: a NaN/inf float becomes NULL (or the column default) on this path.
         defaults = TABLE_DEFAULTS[table]
         stamp = _dt.datetime.now(_dt.timezone.utc)
+        settings = {"insert_deduplication_token": token} if token else {}
+        body = _json_rows(rows, defaults, STAMP_COLUMN[table], stamp)
+        if body is not None:
+            self.store.insert_raw(table, body, "JSONEachRow", settings={**settings, **_JSON_INSERT_SETTINGS})
+            return
         columns = [[r.get(c, d) for r in rows] for c, d in defaults.items()]
         columns.append([stamp] * len(rows))
-        self.store.insert_columns(table, columns, [*defaults, STAMP_COLUMN[table]])
+        self.store.insert_columns(table, columns, [*defaults, STAMP_COLUMN[table]], settings=settings or None)
+
+
+# JSONEachRow as StoreWriter sends it: ISO datetimes with offset, keys the table lacks ignored (the native
+# path only sends known columns too).
+_JSON_INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
+
+
+def _json_rows(
+    rows: Sequence[Row], defaults: dict[str, Any], stamp_col: str, stamp: _dt.datetime
+) -> bytes | None:
+    """JSONEachRow for ``rows`` (schema defaults filled in, ``stamp_col`` set), or None to go native."""
+    try:
+        import orjson
+    except ImportError:  # orjson comes with the server extra; without it the native path still works
+        return None
+    dumps = orjson.dumps
+    keys = defaults.keys()
+    tail = b',"' + stamp_col.encode() + b'":' + dumps(stamp) + b"}\n"
+    out: list[bytes] = []
+    append = out.append
+    try:
+        for r in rows:
+            if not r.keys() >= keys or stamp_col in r:
+                r = {**defaults, **r}
+                r.pop(stamp_col, None)
+            append(dumps(r)[:-1] + tail)  # '{...}' → '{...,"ingested_at":"…"}\n'
+    except (TypeError, ValueError):  # orjson.JSONEncodeError is both
+        return None
+    return b"".join(out)
 
 
 class MemoryWriter(Writer):
-    """Keeps rows in lists, for tests; can be made to fail (``failing = True``) or to block (:meth:`pause`)."""
+    """Keeps rows in lists, for tests; can be made to fail (``failing = True``) or to block (:meth:`pause`).
+
+    Like ClickHouse, a write whose ``token`` was seen before is acknowledged and dropped (``deduplicated``).
+    """
 
     def __init__(self) -> None:
         self.tables: dict[str, list[Row]] = {}
         self.failing = False
         self.attempts = 0
+        self.tokens: set[str] = set()
+        self.deduplicated = 0
         self._lock = threading.Lock()
         self._gate = threading.Event()
         self._gate.set()
 
-    def write(self, table: str, rows: Sequence[Row]) -> None:
+    def write(self, table: str, rows: Sequence[Row], token: str | None = None) -> None:
         self._gate.wait()
         with self._lock:
             self.attempts += 1
             if self.failing:
                 raise RuntimeError("MemoryWriter is set to fail")
+            if token is not None:
+                if token in self.tokens:
+                    self.deduplicated += len(rows)
+                    return
+                self.tokens.add(token)
             self.tables.setdefault(table, []).extend(rows)
 
     def rows(self, table: str = "spans") -> list[Row]:
@@ -110,6 +168,11 @@ class WriterStats:
     write_count: int
     healthy: bool  # False while the latest write attempt failed
     last_error: str
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)  # queue_full, spool_full, closing, ...
+    written_by_table: dict[str, int] = field(default_factory=dict)
+    backlog: int = 0  # rows accepted and not yet written, in memory or only on disk
+    replayed: int = 0  # rows read back from the spool to be written (not served from memory)
+    spool: SpoolStats | None = None
 
 
 class BatchWriter:
@@ -142,6 +205,10 @@ class BatchWriter:
         self._closing = False
         self._flush_requested = False
         self._thread: threading.Thread | None = None
+        self._abort = threading.Event()  # close() gave up waiting: stop retrying (the spool keeps the rows)
+        self._rejected_by: dict[str, int] = {}
+        self._tls = threading.local()  # per request thread: why its latest offer was refused
+        self._written_by: dict[str, int] = {}
         self._received = self._rejected = self._written = self._failures = self._write_count = 0
         self._last_latency = self._latency_sum = 0.0
         self._failing_since: float | None = None
@@ -149,12 +216,21 @@ class BatchWriter:
 
     @classmethod
     def from_settings(cls, writer: Writer, settings: Settings) -> BatchWriter:
-        return cls(
-            writer,
-            batch_size=settings.batch_size,
-            flush_interval=settings.flush_interval,
-            max_rows=settings.queue_max_rows,
-        )
+        """The durable :class:`SpooledBatchWriter` unless the settings turn the spool off."""
+        from collectors.spool import Spool, resolve_spool_dir
+
+        kw: dict[str, Any] = {
+            "batch_size": settings.batch_size,
+            "flush_interval": settings.flush_interval,
+            "max_rows": settings.queue_max_rows,
+        }
+        directory = resolve_spool_dir(settings)
+        if directory is None:
+            return BatchWriter(writer, **kw)
+        from collectors.spooled_writer import SpooledBatchWriter
+
+        spool = Spool(directory, max_bytes=settings.spool_max_bytes, fsync=settings.spool_fsync)
+        return SpooledBatchWriter(writer, spool, **kw)
 
     # --- any thread ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -164,18 +240,22 @@ class BatchWriter:
                 self._thread.start()
 
     def offer(self, rows: list[Row], table: str = "spans") -> bool:
-        """Queue all of ``rows`` or none: False when they do not fit (or the writer is closing).
+        """Accept all of ``rows`` or none: False when refused (see :meth:`submit` for why)."""
+        return self.submit(rows, table) is None
 
-        A request larger than the whole queue is still taken when the queue is empty, so it cannot be
-        refused forever; the bound is then exceeded by that one request (itself bounded by the body limit).
+    def submit(self, rows: list[Row], table: str = "spans") -> str | None:
+        """Accept all of ``rows`` (``None``) or none (the reason: ``queue_full``, ``closing``, ...).
+
+        Any thread; never blocks on the store. A request larger than the whole queue is still taken when
+        the queue is empty, so it cannot be refused forever; the bound is then exceeded by that one request
+        (itself bounded by the body limit).
         """
         n = len(rows)
         if n == 0:
-            return True
+            return None
         with self._cond:
             if self._closing or (self._depth + n > self.max_rows and self._depth > 0):
-                self._rejected += n
-                return False
+                return self._refuse_locked("closing" if self._closing else "queue_full", n)
             was_empty = self._pending_rows == 0
             self._pending.setdefault(table, deque()).append((time.monotonic(), rows))
             self._pending_rows += n
@@ -183,7 +263,17 @@ class BatchWriter:
             self._received += n
             if was_empty or self._pending_rows >= self.batch_size:
                 self._cond.notify_all()
-        return True
+        return None
+
+    def last_refusal(self) -> str | None:
+        """Why the calling thread's latest refused :meth:`offer` was refused (``None`` if none was)."""
+        return getattr(self._tls, "reason", None)
+
+    def _refuse_locked(self, reason: str, n: int) -> str:
+        self._tls.reason = reason
+        self._rejected += n
+        self._rejected_by[reason] = self._rejected_by.get(reason, 0) + n
+        return reason
 
     @property
     def queue_depth(self) -> int:
@@ -207,6 +297,9 @@ class BatchWriter:
                 write_count=self._write_count,
                 healthy=self._failing_since is None,
                 last_error=self._last_error,
+                rejected_by_reason=dict(self._rejected_by),
+                written_by_table=dict(self._written_by),
+                backlog=self._depth,
             )
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -291,11 +384,26 @@ class BatchWriter:
         return table, batch
 
     def _write(self, table: str, batch: list[Row]) -> None:
+        self._store(table, batch)
+        with self._cond:
+            self._depth -= len(batch)
+            self._note_written_locked(table, len(batch))
+            self._cond.notify_all()
+
+    def _note_written_locked(self, table: str, n: int) -> None:
+        self._written += n
+        self._written_by[table] = self._written_by.get(table, 0) + n
+
+    def _store(self, table: str, batch: list[Row], token: str | None = None) -> bool:
+        """Write one batch, retrying with capped backoff until it is stored (True) or close() gives up."""
         delay = self.retry_initial
         while True:
             t0 = time.perf_counter()
             try:
-                self.writer.write(table, batch)
+                if token is None:
+                    self.writer.write(table, batch)
+                else:
+                    self.writer.write(table, batch, token=token)
             except Exception as e:
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
                 with self._cond:
@@ -306,19 +414,17 @@ class BatchWriter:
                         self._failing_since = time.monotonic()
                 if first:
                     log.warning("writing %d rows to %s failed, will retry: %s", len(batch), table, msg)
-                time.sleep(delay)
+                if self._abort.wait(delay):  # close() sets it to give up
+                    return False
                 delay = min(delay * 2, self.retry_max)
                 continue
             latency = time.perf_counter() - t0
             with self._cond:
                 recovered = self._failing_since is not None
                 self._failing_since = None
-                self._depth -= len(batch)
-                self._written += len(batch)
                 self._write_count += 1
                 self._last_latency = latency
                 self._latency_sum += latency
-                self._cond.notify_all()
             if recovered:
                 log.info("writes to %s succeed again", table)
-            return
+            return True

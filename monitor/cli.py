@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--retention-days", dest="retention_days", type=int)
 
+    p = sub.add_parser(
+        "attributes", help="span attribute keys no mapping used, with span counts (asks a running collector)"
+    )
+    _common(p)
+    p.add_argument("--endpoint", default=None, help="collector URL (default http://127.0.0.1:<port>)")
+    p.add_argument("--limit", type=int, default=50, help="show the N most frequent keys (default 50)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
     p = sub.add_parser("config", help="print the resolved configuration")
     _common(p)
     p.add_argument("--markdown", action="store_true", help="print the README's table of every setting")
@@ -185,6 +193,39 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_attributes(args: argparse.Namespace, settings: Settings) -> int:
+    """Read ``GET /v1/unmapped`` from a running collector: ``llm-monitor up`` holds the embedded store,
+    and the counts live in the collector's memory anyway."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from monitor.queryfmt import format_result
+
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
+    endpoint = (args.endpoint or f"http://{host}:{settings.port}").rstrip("/")
+    url = f"{endpoint}/v1/unmapped"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            data = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise CommandError(f"{url} answered HTTP {e.code}: is that an llm-monitor collector?") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise CommandError(f"cannot read {url}: {reason} (is `llm-monitor up` running?)") from None
+    keys = data.get("keys", [])[: max(args.limit, 0)]
+    rows = [(k["key"], k["spans"], f"{100 * k['share']:.1f}%") for k in keys]
+    sys.stdout.write(format_result(["key", "spans", "share"], rows, args.format))
+    if args.format == "table":
+        hidden = len(data.get("keys", [])) - len(keys)
+        print(
+            f"{data.get('spans_with_unmapped', 0)} of {data.get('spans_observed', 0)} spans carried unmapped "
+            f"attributes; {hidden} more keys not shown; {data.get('other_spans', 0)} span-key counts beyond "
+            f"the {data.get('max_keys', 0)} tracked keys summed as other"
+        )
+    return 0
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.runtime import run_up
 
@@ -220,6 +261,7 @@ COMMANDS = {
     "query": cmd_query,
     "migrate": cmd_migrate,
     "config": cmd_config,
+    "attributes": cmd_attributes,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,6 +71,30 @@ def _wait_for_signal() -> None:
             signal.signal(s, h)
 
 
+class _Shutdown(Exception):
+    """Raised in the main thread by a signal that arrives before the dashboard/wait loop took over."""
+
+
+def _install_early_shutdown() -> None:
+    """Make SIGTERM/SIGINT unwind into run_up's drain from the very start (no-op off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Shutdown(signum)
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, handler)
+
+
+def _drain_mode() -> None:
+    """While draining: a repeated SIGTERM is ignored; a second Ctrl-C still forces exit (the spool keeps
+    every acknowledged span for the next start)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_up(settings: Settings, *, dashboard: bool = True, demo: bool = False) -> int:
     """Run collector (+ dashboard, + demo) on one store until a signal; returns the exit code."""
     from collectors.server import CollectorServer
@@ -78,19 +102,22 @@ def run_up(settings: Settings, *, dashboard: bool = True, demo: bool = False) ->
     from monitor.store.migrations import current_version
     from monitor.store.shared import set_collector_url
 
-    store = _open(settings)
-    set_shared_store(store)
-    collector = CollectorServer(settings, store)
-    collector.start()
-    set_collector_url(collector.url)
+    _install_early_shutdown()
+    store = None
+    collector: CollectorServer | None = None
     demo_stop = threading.Event()
     demo_thread: threading.Thread | None = None
     try:
+        store = _open(settings)
+        set_shared_store(store)
+        collector = CollectorServer(settings, store)
+        collector.start()
+        set_collector_url(collector.url)
         endpoint = f"http://{settings.host}:{collector.port}"
         lines = [
             f"llm-monitor {__version__} is up",
             f"  store      {store.url.redacted()} (database {store.database}, schema v{current_version(store)})",
-            f"  collector  {endpoint}  (OTLP/HTTP POST /v1/traces; GET /healthz, /metrics)",
+            f"  collector  {endpoint}  (OTLP/HTTP POST /v1/traces, /v1/logs, /v1/feedback; GET /healthz, /metrics)",
         ]
         if dashboard:
             lines.append(f"  dashboard  http://{settings.dashboard_host}:{settings.dashboard_port}")
@@ -106,16 +133,22 @@ def run_up(settings: Settings, *, dashboard: bool = True, demo: bool = False) ->
             serve_dashboard(settings)
         else:
             _wait_for_signal()
+    except _Shutdown:
+        pass
     finally:
-        print("llm-monitor: stopping (draining the collector)...", file=sys.stderr, flush=True)
+        _drain_mode()
+        if collector is not None or store is not None:
+            print("llm-monitor: stopping (draining the collector)...", file=sys.stderr, flush=True)
         demo_stop.set()
         if demo_thread is not None:
             demo_thread.join(timeout=15)
-        collector.stop()
+        if collector is not None:
+            collector.stop()
         set_shared_store(None)
         set_collector_url(None)
-        store.close()
-        print("llm-monitor: stopped", file=sys.stderr, flush=True)
+        if store is not None:
+            store.close()
+            print("llm-monitor: stopped", file=sys.stderr, flush=True)
     return 0
 
 

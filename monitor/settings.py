@@ -112,6 +112,13 @@ def _as_store_url(v: Any) -> str:
     raise ValueError("expected chdb:///abs/path or http(s)://user:pass@host:8123/db")
 
 
+def _as_spool_dir(v: Any) -> str:
+    s = _as_str(v).strip()
+    if s and s.lower() != "off" and not os.path.isabs(os.path.expanduser(s)):
+        raise ValueError("expected an absolute directory, empty (automatic) or off")
+    return "off" if s.lower() == "off" else os.path.expanduser(s)
+
+
 def _as_identifier(v: Any) -> str:
     s = _as_str(v).strip()
     if not s or not all(c.isalnum() or c == "_" for c in s):
@@ -176,6 +183,25 @@ FIELDS: tuple[Field, ...] = (
         "Rows the collector holds in memory before it answers 503 (back-pressure).",
     ),
     Field(
+        "spool_dir",
+        _as_spool_dir,
+        "",
+        "Collector write-ahead spool (acknowledged spans wait here, fsynced, until stored). Empty: "
+        "`<store dir>.spool/<database>` for a chdb store, the user data dir for a server; `off`: memory only.",
+    ),
+    Field(
+        "spool_max_bytes",
+        _as_int(1 << 16, 1 << 50),
+        1 << 30,
+        "Disk the spool may use; when full (store down for long) the collector answers 503 + Retry-After.",
+    ),
+    Field(
+        "spool_fsync",
+        _as_bool,
+        True,
+        "fsync the spool before acknowledging (group commit); false survives a process crash, not power loss.",
+    ),
+    Field(
         "max_body_bytes",
         _as_int(1024, 1 << 31),
         16 * 1024 * 1024,
@@ -205,6 +231,9 @@ class Settings:
     batch_size: int
     flush_interval: float
     queue_max_rows: int
+    spool_dir: str
+    spool_max_bytes: int
+    spool_fsync: bool
     max_body_bytes: int
     api_keys: tuple[str, ...]
     log_level: str

@@ -25,10 +25,17 @@ log = logging.getLogger("llm_monitor.collector")
 
 ENTRY_POINT_GROUP = "llm_monitor.normalizers"
 
-# Order matters: first match wins. Later issues insert openllmetry, openinference, langfuse and openlit
-# here, before otel_genai (they are dialects of it or carry a marker key it would otherwise swallow).
+# Order matters: first match wins (reference §7 rule 2). Our own SDK first (its scope is unambiguous);
+# then langfuse.observation.* (an explicit statement by the app), openinference.span.kind; then the
+# dialects of OTel GenAI that carry gen_ai.operation.name too (OpenLIT, OpenLLMetry, recognised by their
+# own marker keys) before plain OTel GenAI would swallow them. traceloop.span.kind and llm.request.type
+# spans without gen_ai keys are OpenLLMetry's as well.
 BUILTIN_NORMALIZERS: tuple[str, ...] = (
     "collectors.normalize.llm_monitor:LLMMonitorNormalizer",
+    "collectors.normalize.langfuse:LangfuseNormalizer",
+    "collectors.normalize.openinference:OpenInferenceNormalizer",
+    "collectors.normalize.openlit:OpenLITNormalizer",
+    "collectors.normalize.openllmetry:OpenLLMetryNormalizer",
     "collectors.normalize.otel_genai:OTelGenAINormalizer",
 )
 FALLBACK_NORMALIZER = "collectors.normalize.generic:GenericNormalizer"

@@ -200,3 +200,93 @@ def display_text(v: Any) -> str:
     if v is None:
         return ""
     return stringify(v)
+
+
+def take_first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """The first usable string among ``keys`` (only that one is popped); "" when none is."""
+    for key in keys:
+        v = take_str(attrs, key)
+        if v:
+            return v
+    return ""
+
+
+def take_first_int(attrs: dict[str, Any], keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        n = take_int(attrs, key)
+        if n is not None:
+            return n
+    return None
+
+
+def take_json_obj(attrs: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """A JSON-object attribute (a JSON string or a kvlist), popped when it parsed to an object."""
+    v = attrs.get(key)
+    parsed = maybe_json(v) if type(v) is str else v
+    if isinstance(parsed, dict):
+        del attrs[key]
+        return parsed
+    return None
+
+
+def take_prefixed(attrs: dict[str, Any], prefix: str) -> Any:
+    """Pop every ``prefix…`` key and rebuild the nested value the flattening came from.
+
+    OpenLLMetry (``gen_ai.prompt.0.role``) and OpenInference (``llm.input_messages.0.message.role``) flatten
+    lists and objects into dotted keys because OTel attributes cannot nest; numeric segments become list
+    positions again (sorted, so gaps are tolerated). ``None`` when no key has the prefix. O(attributes).
+    """
+    found = [k for k in attrs if k.startswith(prefix)]
+    if not found:
+        return None
+    root: dict[str, Any] = {}
+    n = len(prefix)
+    for k in found:
+        parts = k[n:].split(".")
+        node = root
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if not isinstance(nxt, dict):
+                nxt = node[p] = {}
+            node = nxt
+        leaf = parts[-1]
+        if not isinstance(node.get(leaf), dict):  # a longer key already made it a branch: keep the branch
+            node[leaf] = attrs[k]
+        del attrs[k]
+    return _listify(root)
+
+
+def _listify(node: Any) -> Any:
+    if isinstance(node, dict):
+        if node and all(k.isdigit() for k in node):
+            return [_listify(node[k]) for k in sorted(node, key=int)]
+        return {k: _listify(v) for k, v in node.items()}
+    return node
+
+
+def iso_to_ns(value: Any) -> int | None:
+    """Unix nanoseconds of an ISO-8601 timestamp (``Z`` or an offset; naive means UTC); None if unparsable."""
+    if type(value) is not str or not value:
+        return None
+    s = value.strip()
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    try:
+        t = _dt.datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=_dt.timezone.utc)
+    return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
+
+
+def first_event_ttft_ms(span: Any, names: frozenset[str]) -> float | None:
+    """Milliseconds from span start to the first event named in ``names`` (streaming chunk markers)."""
+    start = span.start_time_unix_nano
+    best: int | None = None
+    for ev in span.events:
+        if ev.name in names and ev.time_unix_nano >= start and (best is None or ev.time_unix_nano < best):
+            best = ev.time_unix_nano
+    if best is None or start <= 0:
+        return None
+    return (best - start) / 1e6

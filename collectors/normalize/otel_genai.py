@@ -21,6 +21,7 @@ from collectors.normalize.common import (
     display_text,
     normalize_provider,
     take_bool,
+    take_first_int,
     take_float,
     take_int,
     take_str,
@@ -29,6 +30,10 @@ from collectors.otlp import Span
 from monitor import semconv as sc
 
 GEN_AI_PREFIX = "gen_ai."
+TOTAL_TOKEN_KEYS = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens")
+# ≤ v1.26 content span events (still sent by OpenLIT) and the attribute each carries (reference §1.4).
+CONTENT_PROMPT_EVENT = "gen_ai.content.prompt"
+CONTENT_COMPLETION_EVENT = "gen_ai.content.completion"
 
 OPERATION_KINDS = {
     sc.OP_CHAT: "llm",
@@ -58,13 +63,14 @@ class OTelGenAINormalizer(Normalizer):
         return any(k.startswith(GEN_AI_PREFIX) for k in span.attributes)
 
     def normalize(self, span: Span, attrs: dict[str, Any], row: dict[str, Any]) -> None:
-        apply_genai(attrs, row)
+        apply_genai(attrs, row, span=span)
 
 
-def apply_genai(attrs: dict[str, Any], row: dict[str, Any], kind: str = "") -> None:
-    """The OTel GenAI mapping, shared with conventions that extend it (our SDK, later OpenLIT…).
+def apply_genai(attrs: dict[str, Any], row: dict[str, Any], kind: str = "", span: Span | None = None) -> None:
+    """The OTel GenAI mapping, shared with conventions that extend it (our SDK, OpenLLMetry, OpenLIT…).
 
     ``kind`` is the extending convention's own verdict, which wins over ``gen_ai.operation.name``.
+    ``span`` (when given) lets the oldest generation's content span events be read.
     """
     kind = kind or kind_from_operation(attrs.get(sc.GEN_AI_OPERATION_NAME))
 
@@ -100,6 +106,10 @@ def apply_genai(attrs: dict[str, Any], row: dict[str, Any], kind: str = "") -> N
         out = take_int(attrs, sc.GEN_AI_USAGE_COMPLETION_TOKENS)
     row["input_tokens"] = inp or 0
     row["output_tokens"] = out or 0
+    # No total in the spec; OpenLLMetry (both generations) and OpenLIT send one (reference §7 rule 4).
+    total = take_first_int(attrs, TOTAL_TOKEN_KEYS)
+    if total is not None:
+        row["total_tokens"] = total
 
     conversation = attrs.get(sc.GEN_AI_CONVERSATION_ID)
     if type(conversation) is str and conversation:
@@ -112,6 +122,8 @@ def apply_genai(attrs: dict[str, Any], row: dict[str, Any], kind: str = "") -> N
     finish = _take_first_finish_reason(attrs)
     finish_in_messages = _content(attrs, row)
     row["finish_reason"] = finish or finish_in_messages
+    if span is not None and span.events and not (row["input_messages"] and row["output_messages"]):
+        content_events(span, row)
 
     if row["kind"] == "tool":
         tool_io(attrs, row)
@@ -183,3 +195,20 @@ def tool_io(attrs: dict[str, Any], row: dict[str, Any]) -> None:
         result = attrs.pop(sc.GEN_AI_TOOL_CALL_RESULT, None)
         if result is not None:
             row["output_text"] = display_text(result)
+
+
+def content_events(span: Span, row: dict[str, Any]) -> None:
+    """Oldest generation: ``gen_ai.content.prompt``/``.completion`` span events, when no attribute had content."""
+    for ev in span.events:
+        if ev.name == CONTENT_PROMPT_EVENT and not row["input_messages"]:
+            found = msgs.parse_messages(ev.attributes.get(sc.GEN_AI_PROMPT), "user")
+            if found:
+                row["input_messages"] = msgs.messages_json(found)
+                row["input_text"] = msgs.messages_text(found)
+        elif ev.name == CONTENT_COMPLETION_EVENT and not row["output_messages"]:
+            found = msgs.parse_messages(ev.attributes.get(sc.GEN_AI_COMPLETION), "assistant")
+            if found:
+                row["output_messages"] = msgs.messages_json(found)
+                row["output_text"] = msgs.messages_text(found)
+                if not row["finish_reason"]:
+                    row["finish_reason"] = msgs.finish_reason(found)

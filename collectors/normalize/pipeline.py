@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from collectors.normalize.base import Normalizer, NormalizerRegistry
-from collectors.normalize.common import ns_to_datetime, stringify_map, take_str
+from collectors.normalize.common import ns_to_datetime, stringify_map, take_first_str, take_str
 from collectors.otlp import Span
 from monitor import semconv as sc
 from monitor.store.schema import span_row
@@ -59,6 +59,17 @@ def _resource_info(resource: dict[str, Any], default_project: str) -> tuple[dict
     env = strs.get(sc.DEPLOYMENT_ENVIRONMENT_NAME) or strs.get(sc.DEPLOYMENT_ENVIRONMENT, "")
     project = strs.get(sc.LLM_MONITOR_PROJECT) or default_project
     return strs, service, env, project
+
+
+# Who is calling, in every convention's spelling (reference §7 rule 6, in its order). gen_ai.conversation.id
+# is read by the OTel GenAI mapping itself (it is a session only where no generic id was given).
+USER_KEYS = (
+    sc.USER_ID,
+    "langfuse.user.id",
+    "traceloop.association.properties.user_id",
+    "gen_ai.request.user",
+)
+SESSION_KEYS = (sc.SESSION_ID, "langfuse.session.id", "traceloop.association.properties.session_id")
 
 
 # Timestamps before 2000-01-01 come from unset or broken clocks, never from a real LLM call.
@@ -106,8 +117,8 @@ def _base_row(
             "status": status,
             "error_type": error_type,
             "error_message": error_message,
-            "user_id": take_str(attrs, sc.USER_ID),
-            "session_id": take_str(attrs, sc.SESSION_ID),
+            "user_id": take_first_str(attrs, USER_KEYS),
+            "session_id": take_first_str(attrs, SESSION_KEYS),
             "resource": resource,
         }
     )
@@ -153,11 +164,13 @@ def normalize_spans(
     project: str = "default",
     registry: NormalizerRegistry | None = None,
     now_ns: int | None = None,
+    propagate: bool = True,
 ) -> list[dict[str, Any]]:
     """Rows for one request's spans.
 
     ``project`` applies where the resource names none; ``now_ns`` (default: the clock) dates spans that
-    arrive without any timestamp.
+    arrive without any timestamp. ``propagate=False`` leaves user/session exactly as each span carried
+    them, for a caller that propagates across requests itself (:class:`collectors.enrich.Enricher`).
     """
     reg = registry or default_registry()
     if now_ns is None:
@@ -169,7 +182,8 @@ def normalize_spans(
         if res is None:
             res = cache[id(span.resource)] = _resource_info(span.resource, project)
         rows.append(normalize_span(span, reg, res, now_ns))
-    propagate_trace_identity(rows)
+    if propagate:
+        propagate_trace_identity(rows)
     return rows
 
 

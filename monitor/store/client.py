@@ -264,9 +264,16 @@ class Store:
         return len(rows)
 
     def insert_columns(
-        self, table: str, columns: Sequence[Iterable[Any]], column_names: Sequence[str]
+        self,
+        table: str,
+        columns: Sequence[Iterable[Any]],
+        column_names: Sequence[str],
+        settings: Mapping[str, Any] | None = None,
     ) -> int:
-        """Insert column-oriented data (one sequence per column); returns the number of rows written."""
+        """Insert column-oriented data (one sequence per column); returns the number of rows written.
+
+        ``settings`` are ClickHouse insert settings, e.g. ``insert_deduplication_token`` for exactly-once.
+        """
         if self.readonly:
             raise StoreError("the store was opened read-only")
         cols = [list(c) for c in columns]
@@ -275,11 +282,29 @@ class Store:
             return 0
         try:
             self.client().insert(
-                table, cols, column_names=list(column_names), database=self.database, column_oriented=True
-            )
+                table, cols, column_names=list(column_names), database=self.database, column_oriented=True,
+                settings=dict(settings) if settings else None,
+            )  # fmt: skip
         except Exception as e:
             raise StoreError(f"insert into {table} failed: {_clean_error(e)}") from None
         return n
+
+    def insert_raw(
+        self, table: str, data: bytes, fmt: str, settings: Mapping[str, Any] | None = None
+    ) -> None:
+        """Insert an already encoded body in ClickHouse input format ``fmt`` (e.g. ``JSONEachRow``).
+
+        The engine parses it, outside the GIL: the collector's writer uses this so that row encoding (one
+        orjson call per row) is all the Python work an insert costs. ``settings`` as for :meth:`insert_columns`.
+        """
+        if self.readonly:
+            raise StoreError("the store was opened read-only")
+        if not data:
+            return
+        try:
+            self.client().raw_insert(self.table(table), None, data, settings=dict(settings or {}), fmt=fmt)
+        except Exception as e:
+            raise StoreError(f"insert into {table} failed: {_clean_error(e)}") from None
 
     def table(self, name: str) -> str:
         """Fully qualified, quoted table name for SQL text."""

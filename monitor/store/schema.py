@@ -39,7 +39,11 @@ SPAN_DEFAULTS: dict[str, Any] = {
     "input_tokens": 0,
     "output_tokens": 0,
     "total_tokens": 0,
+    "cache_read_tokens": 0,  # 0003_cost_details.sql: the details behind cost_usd (collectors/pricing.py)
+    "cache_write_tokens": 0,
+    "reasoning_tokens": 0,
     "cost_usd": None,
+    "cost_source": "",  # 'provider' | 'price_table' | '' (unpriced)
     "temperature": None,
     "max_tokens": None,
     "top_p": None,

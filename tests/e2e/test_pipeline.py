@@ -131,7 +131,12 @@ def test_sdk_to_store_end_to_end(collector, store) -> None:
     # instrumentation leaves a successful span UNSET (OTel guidance); only errors set a status
     assert [(r["status"], r["finish_reason"]) for r in llm] == [("unset", "stop"), ("unset", "stop")]
     assert all(r["response_id"].startswith("chatcmpl-") for r in llm)
-    assert all(r["cost_usd"] is None for r in rows)  # no price table yet: unknown, never a silent 0
+    # priced from the shipped table by response model (gpt-4o-mini-2024-07-18 → gpt-4o-mini: $0.15/$0.60
+    # per 1M; gpt-4o-2024-08-06 → gpt-4o: $2.50/$10); chains and tools carry no cost
+    for r, (p_in, p_out) in ((plain, (0.15, 0.60)), (streamed, (2.50, 10.0))):
+        expected = round((r["input_tokens"] * p_in + r["output_tokens"] * p_out) / 1e6, 12)
+        assert (r["cost_usd"], r["cost_source"]) == (expected, "price_table"), r["name"]
+    assert all(r["cost_usd"] is None for r in rows if r["kind"] != "llm")
 
     errs = _spans(store, seen["error_trace_id"])
     failing = {r["name"]: r for r in errs}

@@ -276,7 +276,8 @@ def test_api_keys(settings, store):
 
 def test_queue_full_answers_503_with_retry_after(settings):
     mem = MemoryWriter()
-    tight = settings.with_overrides(queue_max_rows=5, batch_size=1000, flush_interval=3600)
+    # memory-only mode; with the spool a full queue spills to disk (tests/integration/test_collector_durability.py)
+    tight = settings.with_overrides(queue_max_rows=5, batch_size=1000, flush_interval=3600, spool_dir="off")
     with CollectorServer(tight, writer=mem) as srv:
         assert send(srv, pb_body(4))[0] == 200  # 5 spans: the queue is now full
         status, h, data = send(srv, pb_body(1))
@@ -350,6 +351,8 @@ def test_healthz_and_metrics_report_the_write_path(server, store):
     status, h, body = send(server, None, None, path="/healthz", method="GET")
     health = json.loads(body)
     assert status == 200 and h["content-type"] == JSON
+    spool = health.pop("spool")  # the write-ahead spool: details in test_collector_durability.py
+    assert health.pop("backlog") == 0 and spool["max_bytes"] == 1 << 30 and spool["segments"] == 1
     assert health == {"status": "ok", "queue_depth": 0, "queue_capacity": 200_000, "received": 9, "written": 9,
                       "store": "ok"}  # fmt: skip
     status, h, body = send(server, None, None, path="/metrics", method="GET")

@@ -445,7 +445,9 @@ class _Broken(Normalizer):
 
 def test_registry_order_and_plugins():
     reg = default_registry().with_normalizer(_Custom())
-    assert reg.conventions == ["custom", "llm-monitor", "otel-genai", "unknown"]
+    assert reg.conventions == [
+        "custom", "llm-monitor", "langfuse", "openinference", "openlit", "openllmetry", "otel-genai", "unknown",
+    ]  # fmt: skip
     sdk = Sdk()
     with sdk.tracer.start_as_current_span("special") as s:
         s.set_attribute("verdict", "pass")

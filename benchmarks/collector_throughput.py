@@ -1,0 +1,447 @@
+"""Collector throughput: OTLP/HTTP protobuf spans/s stored end to end on the embedded store (chDB).
+
+Three measurements in one run, printed as a table and written to ``benchmarks/results/collector_throughput.json``:
+
+1. **End to end.** The real collector (``python -m monitor.cli collector --store chdb:///tmp/…``) runs as a
+   subprocess; ``--senders`` other processes POST pre-encoded protobuf bodies of ``--batch`` spans over
+   keep-alive connections (http.client). Time runs from the first send until the collector's ``/healthz``
+   reports every span written. The collector's CPU (``/proc/<pid>/stat`` utime+stime, start-up excluded) per
+   span and its peak RSS (``VmHWM``) are reported. Afterwards the collector is stopped with SIGTERM and the
+   store is checked from another process (``monitor.cli query``): stored count == sent count, token sums
+   and a sample of rows match the generated data.
+2. **Raw insert ceiling.** A separate process opens a fresh store and inserts the same normalized rows
+   directly through the :class:`~monitor.store.client.Store` in collector-sized batches: no HTTP, decode
+   or normalization. The fastest insert path is the ceiling.
+3. **Stage costs.** The same process times each collector stage on one thread (decode, normalize, the
+   writer's insert from row dicts) so the end-to-end figure can be explained.
+
+Usage: ``.venv/bin/python benchmarks/collector_throughput.py [--spans N] [--batch B] [--senders K]``.
+Ratios, not absolute numbers, are what compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import workload  # noqa: E402
+
+RESULTS = HERE / "results" / "collector_throughput.json"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def get_json(conn: http.client.HTTPConnection, path: str) -> dict[str, Any]:
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    body = resp.read()
+    if resp.status != 200:
+        raise RuntimeError(f"GET {path}: HTTP {resp.status}")
+    out: dict[str, Any] = json.loads(body)
+    return out
+
+
+# --- senders (separate processes) ------------------------------------------------------------------------
+
+
+def sender(
+    k: int, senders: int, args: argparse.Namespace, port: int, ready: Any, go: Any, results: Any
+) -> None:
+    """Build this sender's share of the requests, wait for ``go``, POST them all on one connection."""
+    total = workload.n_requests(args.spans, args.batch)
+    bodies = list(
+        workload.requests(args.seed, args.batch, args.spans, args.base_ns, range(k, total, senders))
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    headers = {"Content-Type": "application/x-protobuf"}
+    ready.release()
+    go.wait()
+    retries = 0
+    t0 = time.perf_counter()
+    for body in bodies:
+        while True:
+            conn.request("POST", "/v1/traces", body, headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                break
+            if resp.status == 503:  # back-pressure: honour it like an exporter would
+                retries += 1
+                time.sleep(0.05)
+                continue
+            raise RuntimeError(f"sender {k}: HTTP {resp.status}")
+    results.put(
+        {"sender": k, "requests": len(bodies), "seconds": time.perf_counter() - t0, "retries": retries}
+    )
+    conn.close()
+
+
+# --- phase 1: end to end through the real collector -----------------------------------------------------
+
+
+def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    store_url = f"chdb://{workdir / 'e2e-store'}"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_MONITOR_")}
+    env["LLM_MONITOR_LOG_LEVEL"] = "WARNING"
+    if args.collector_batch_size:
+        env["LLM_MONITOR_BATCH_SIZE"] = str(args.collector_batch_size)
+    for item in args.collector_env:
+        key, _, value = item.partition("=")
+        env[key if key.startswith("LLM_MONITOR_") else "LLM_MONITOR_" + key.upper()] = value
+    cmd = [sys.executable, "-m", "monitor.cli", "collector", "--store", store_url, "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get_json(conn, "/healthz")
+                break
+            except OSError:
+                conn.close()
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    raise RuntimeError(f"collector did not start: {err.strip()[-500:]}") from None
+                time.sleep(0.1)
+
+        ctx = mp.get_context("fork")
+        ready, go, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+        procs = [
+            ctx.Process(target=sender, args=(k, args.senders, args, port, ready, go, results))
+            for k in range(args.senders)
+        ]
+        for p in procs:
+            p.start()
+        for _ in procs:
+            ready.acquire()
+        rss_idle_kb = proc_status_kb(proc.pid, "VmRSS")
+        cpu0 = proc_cpu_seconds(proc.pid)
+        t0 = time.perf_counter()
+        go.set()
+        written = 0
+        deadline = time.monotonic() + args.timeout
+        while written < args.spans:
+            time.sleep(0.02)
+            written = int(get_json(conn, "/healthz")["written"])
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out with {written}/{args.spans} spans written")
+        elapsed = time.perf_counter() - t0
+        cpu = proc_cpu_seconds(proc.pid) - cpu0
+        peak_rss_kb = proc_status_kb(proc.pid, "VmHWM")
+        sent = [results.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join()
+        send_seconds = max(s["seconds"] for s in sent)
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    check = verify_store(store_url, args)
+    return {
+        "spans": args.spans,
+        "seconds": elapsed,
+        "spans_per_s": args.spans / elapsed,
+        "accepted_per_s": args.spans / send_seconds,
+        "collector_cpu_s": cpu,
+        "collector_cpu_us_per_span": cpu / args.spans * 1e6,
+        "collector_cpu_cores": cpu / elapsed,
+        "collector_rss_idle_mb": rss_idle_kb / 1024,
+        "collector_peak_rss_mb": peak_rss_kb / 1024,
+        "retries_503": sum(s["retries"] for s in sent),
+        "check": check,
+    }
+
+
+def cli_query(store_url: str, sql: str) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "query", "--store", store_url, "--format", "json", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows: list[dict[str, Any]] = json.loads(out)
+    return rows
+
+
+def verify_store(store_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Count and spot-check what the collector stored, from another process."""
+    agg = cli_query(
+        store_url,
+        "SELECT count() AS n, uniqExact(span_id) AS uniq, sum(input_tokens) AS tin, "
+        "sum(output_tokens) AS tout, countIf(kind = 'llm') AS llm FROM spans",
+    )[0]
+    exp_in, exp_out = workload.expected_token_sums(args.spans)
+    exp_llm = sum(1 for i in range(args.spans) if i % workload.SPANS_PER_TRACE in workload.LLM_POSITIONS)
+    sample_idx = sorted({(i * 7_777_777) % args.spans for i in range(25)})
+    ids = ", ".join(f"'{workload.span_id(args.seed, i).hex()}'" for i in sample_idx)
+    got = {
+        r["span_id"]: (int(r["input_tokens"]), int(r["output_tokens"]))
+        for r in cli_query(
+            store_url, f"SELECT span_id, input_tokens, output_tokens FROM spans WHERE span_id IN ({ids})"
+        )
+    }
+    bad = [i for i in sample_idx if got.get(workload.span_id(args.seed, i).hex()) != workload.tokens(i)]
+    problems = []
+    if int(agg["n"]) != args.spans or int(agg["uniq"]) != args.spans:
+        problems.append(f"stored {agg['n']} rows ({agg['uniq']} distinct) for {args.spans} sent")
+    if (int(agg["tin"]), int(agg["tout"])) != (exp_in, exp_out):
+        problems.append(f"token sums {agg['tin']}/{agg['tout']} != expected {exp_in}/{exp_out}")
+    if int(agg["llm"]) != exp_llm:
+        problems.append(f"{agg['llm']} llm spans != expected {exp_llm}")
+    if bad:
+        problems.append(f"{len(bad)} of {len(sample_idx)} sampled rows have wrong tokens")
+    return {
+        "stored": int(agg["n"]),
+        "sent": args.spans,
+        "input_tokens": int(agg["tin"]),
+        "output_tokens": int(agg["tout"]),
+        "sampled_rows": len(sample_idx),
+        "ok": not problems,
+        "problems": problems,
+    }
+
+
+# --- phase 2 and 3: raw insert ceiling and stage costs (separate process, own chDB engine) ---------------
+
+
+def run_raw_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--raw-phase",
+        str(workdir / "raw-store"),
+        "--spans",
+        str(args.spans),
+        "--batch",
+        str(args.batch),
+        "--seed",
+        str(args.seed),
+        "--collector-batch-size",
+        str(args.insert_batch),
+        "--base-ns",
+        str(args.base_ns),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"raw phase failed:\n{out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def raw_phase_main(args: argparse.Namespace) -> None:
+    """In its own process: stage costs on one thread, then raw inserts of the same rows.
+
+    Every figure is taken as wall time and as process CPU time: CPU time is what to compare when other
+    work shares the machine (it includes chDB's own threads, e.g. background merges started meanwhile).
+    """
+    import datetime as dt
+
+    from collectors import otlp
+    from collectors.normalize import normalize_spans
+    from collectors.writer import StoreWriter
+    from monitor.store import open_store
+    from monitor.store.schema import STAMP_COLUMN, TABLE_DEFAULTS
+
+    bodies = list(workload.requests(args.seed, args.batch, args.spans, args.base_ns))
+    n = args.spans
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    thread: dict[str, float] = {}  # CPU of the calling thread: the part that holds the GIL (or could)
+
+    def measure(name: str, fn: Any) -> Any:
+        t, c, th = time.perf_counter(), time.process_time(), time.thread_time()
+        out = fn()
+        wall[name], cpu[name] = time.perf_counter() - t, time.process_time() - c
+        thread[name] = time.thread_time() - th
+        return out
+
+    decoded = measure("decode", lambda: [otlp.decode_traces(b, otlp.PROTOBUF) for b in bodies])
+    rows = measure("normalize", lambda: [r for spans in decoded for r in normalize_spans(spans)])
+    decoded.clear()
+    assert len(rows) == n
+
+    store = open_store(f"chdb://{args.raw_phase}", migrate=True)
+    chunks = [rows[i : i + args.insert_batch] for i in range(0, n, args.insert_batch)]
+
+    def insert_all(name: str, fn: Any, items: list[Any]) -> None:
+        store.command("TRUNCATE TABLE spans")
+
+        def run() -> None:
+            for x in items:
+                fn(x)
+
+        measure(name, run)
+
+    # what the collector's writer thread does: row dicts → columns → insert
+    writer = StoreWriter(store)
+    insert_all("store_writer_write", lambda c: writer.write("spans", c), chunks)
+    # the ceiling: the same rows as columns prepared beforehand, only the insert timed
+    defaults = TABLE_DEFAULTS["spans"]
+    names = [*defaults, STAMP_COLUMN["spans"]]
+    stamp = dt.datetime.now(dt.timezone.utc)
+    prepared = [[*([r.get(k, d) for r in c] for k, d in defaults.items()), [stamp] * len(c)] for c in chunks]
+    insert_all("insert_columns", lambda cols: store.insert_columns("spans", cols, names), prepared)
+    stored = int(store.scalar("SELECT count() FROM spans"))
+    store.close()
+    stages = ("decode", "normalize", "store_writer_write")
+    print(
+        json.dumps(
+            {
+                "spans": n,
+                "stages_cpu_us_per_span": {k: cpu[k] / n * 1e6 for k in stages},
+                "stages_wall_us_per_span": {k: wall[k] / n * 1e6 for k in stages},
+                "stages_thread_cpu_us_per_span": {k: thread[k] / n * 1e6 for k in stages},
+                "ceiling_method": "Store.insert_columns (prebuilt columns)",
+                "ceiling_spans_per_s": n / wall["insert_columns"],
+                "ceiling_cpu_us_per_span": cpu["insert_columns"] / n * 1e6,
+                "stored_last": stored,
+            }
+        )
+    )
+
+
+# --- report -----------------------------------------------------------------------------------------------
+
+
+def report(args: argparse.Namespace, e2e: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    ratio = e2e["spans_per_s"] / raw["ceiling_spans_per_s"]
+    st = raw["stages_cpu_us_per_span"]
+    lines = [
+        f"collector throughput: {args.spans} spans, {args.batch} spans/request, {args.senders} senders, "
+        f"{args.insert_batch} rows/insert, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}",
+        "",
+        f"  {'measure':<44}{'value':>14}",
+        f"  {'end to end (HTTP → store), spans/s':<44}{e2e['spans_per_s']:>14,.0f}",
+        f"  {'  accepted by HTTP (all 200s), spans/s':<44}{e2e['accepted_per_s']:>14,.0f}",
+        f"  {'raw insert ceiling (Store.insert_columns), spans/s':<44}{raw['ceiling_spans_per_s']:>14,.0f}",
+        f"  {'  raw insert CPU, µs/span':<44}{raw['ceiling_cpu_us_per_span']:>14.1f}",
+        f"  {'end to end / raw ceiling':<44}{ratio:>14.2f}",
+        f"  {'collector CPU, µs/span':<44}{e2e['collector_cpu_us_per_span']:>14.1f}",
+        f"  {'collector CPU, cores busy':<44}{e2e['collector_cpu_cores']:>14.2f}",
+        f"  {'collector peak RSS, MB (idle ' + format(e2e['collector_rss_idle_mb'], '.0f') + ')':<44}"
+        f"{e2e['collector_peak_rss_mb']:>14.0f}",
+        f"  {'503 retries':<44}{e2e['retries_503']:>14}",
+        "",
+        "  one-thread stage costs (CPU µs/span):  "
+        + "  ".join(f"{k} {v:.1f}" for k, v in st.items())
+        + f"  → pipeline bound ≈ {1e6 / sum(st.values()):,.0f} spans/s on one core",
+        "  of which on the calling thread (Python, GIL): "
+        + "  ".join(f"{k} {v:.1f}" for k, v in raw["stages_thread_cpu_us_per_span"].items()),
+        f"  collector CPU not in those stages (HTTP, queue, threads): "
+        f"{e2e['collector_cpu_us_per_span'] - sum(st.values()):.1f} µs/span",
+        f"  check: stored {e2e['check']['stored']} / sent {e2e['check']['sent']}, "
+        + ("OK" if e2e["check"]["ok"] else "FAILED: " + "; ".join(e2e["check"]["problems"])),
+    ]
+    print("\n".join(lines))
+    return {
+        "benchmark": "collector_throughput",
+        "params": {
+            "spans": args.spans,
+            "batch": args.batch,
+            "senders": args.senders,
+            "seed": args.seed,
+            "store_batch_rows": args.insert_batch,
+            "collector_env": args.collector_env,
+        },
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "end_to_end": e2e,
+        "raw": raw,
+        "ratio_end_to_end_over_ceiling": ratio,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--spans", type=int, default=100_000, help="spans to send (default 100000)")
+    p.add_argument("--batch", type=int, default=500, help="spans per OTLP request (default 500)")
+    p.add_argument("--senders", type=int, default=4, help="sender processes (default 4)")
+    p.add_argument(
+        "--collector-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra collector setting, e.g. spool_dir=off or LLM_MONITOR_SPOOL_FSYNC=false (repeatable)",
+    )
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--collector-batch-size",
+        type=int,
+        default=0,
+        help="LLM_MONITOR_BATCH_SIZE for the collector (default: its own setting, 5000)",
+    )
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the collector to drain")
+    p.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
+    p.add_argument("--raw-phase", help=argparse.SUPPRESS)
+    p.add_argument("--base-ns", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.insert_batch = args.collector_batch_size or 5000
+    if args.base_ns is None:
+        args.base_ns = workload.base_time_ns()
+    if args.raw_phase:
+        raw_phase_main(args)
+        return 0
+    workdir = Path(tempfile.mkdtemp(prefix="llm-monitor-bench-"))
+    try:
+        e2e = run_end_to_end(args, workdir)
+        raw = run_raw_phase(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    doc = report(args, e2e, raw)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    print(f"\nresults written to {args.out}")
+    return 0 if e2e["check"]["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
