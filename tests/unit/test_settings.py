@@ -31,7 +31,7 @@ def test_precedence_argument_env_file_default(tmp_path: Path, monkeypatch: pytes
     assert s.dashboard_port == 6001  # environment beats file
     assert s.retention_days == 7  # file beats default
     assert s.project == "fromfile"
-    assert s.batch_size == 5000  # default
+    assert s.batch_size == 20000  # default
     assert s.config_file == "llm-monitor.yaml"
 
 
