@@ -20,7 +20,7 @@ Why strict (unknown fields are errors, ids must be well-formed hex): feedback jo
 ids, and a typo such as ``traceId`` would otherwise be stored as feedback attached to nothing.
 
 CORS: browsers post here directly, so every response carries ``Access-Control-Allow-Origin`` and
-``OPTIONS`` answers the preflight. Allowed origins come from ``LLM_MONITOR_CORS_ORIGINS`` (comma-separated,
+``OPTIONS`` answers the preflight. Allowed origins come from ``Settings.cors_origins`` (``LLM_MONITOR_CORS_ORIGINS``, comma-separated,
 default ``*``); with a list, the request's Origin is echoed when listed (and ``Vary: Origin`` is sent).
 """
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -43,7 +42,6 @@ MAX_ITEMS = 1000
 MAX_COMMENT_CHARS = 8192
 MAX_ID_CHARS = 256
 MAX_SHORT_CHARS = 128
-CORS_ENV = "LLM_MONITOR_CORS_ORIGINS"
 ALLOW_METHODS = "POST, OPTIONS"
 ALLOW_HEADERS = "content-type, content-encoding, authorization, x-api-key"
 PREFLIGHT_MAX_AGE = "86400"
@@ -93,15 +91,9 @@ def check_media(content_type: str | None) -> None:
         raise UnsupportedMedia(f"unsupported Content-Type {base or 'none'!r}: send application/json")
 
 
-def cors_origins() -> tuple[str, ...]:
-    raw = os.environ.get(CORS_ENV, "*")
-    return tuple(o.strip() for o in raw.split(",") if o.strip()) or ("*",)
-
-
-def cors_headers(origin: str | None) -> tuple[tuple[str, str], ...]:
-    """Headers every feedback response carries so browser code can read it."""
-    allowed = cors_origins()
-    if "*" in allowed:
+def cors_headers(origin: str | None, allowed: tuple[str, ...] = ("*",)) -> tuple[tuple[str, str], ...]:
+    """Headers every feedback response carries so browser code can read it (``allowed``: Settings.cors_origins)."""
+    if "*" in allowed or not allowed:
         allow = "*"
     elif origin and origin in allowed:
         allow = origin
@@ -114,10 +106,10 @@ def cors_headers(origin: str | None) -> tuple[tuple[str, str], ...]:
     return headers if allow == "*" else (*headers, ("Vary", "Origin"))
 
 
-def preflight_headers(origin: str | None) -> tuple[tuple[str, str], ...]:
+def preflight_headers(origin: str | None, allowed: tuple[str, ...] = ("*",)) -> tuple[tuple[str, str], ...]:
     """The answer to ``OPTIONS /v1/feedback`` (no auth: browsers never send credentials on a preflight)."""
     return (
-        *cors_headers(origin),
+        *cors_headers(origin, allowed),
         ("Access-Control-Allow-Methods", ALLOW_METHODS),
         ("Access-Control-Allow-Headers", ALLOW_HEADERS),
         ("Access-Control-Max-Age", PREFLIGHT_MAX_AGE),

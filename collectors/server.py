@@ -249,9 +249,10 @@ class CollectorServer:
         self.pricer.apply(rows)  # cost_usd / cost_source / cache + reasoning tokens (collectors/pricing.py)
         self.unmapped.observe(rows)  # per-key counts of attributes no mapping used
         rows, evaluations = self.enricher.process_spans(spans, rows)  # may append updated earlier rows
-        if evaluations:
-            self.batch.offer(evaluations, table="feedback")
-        queued = self.batch.offer(rows)
+        queued = not evaluations or self.batch.offer(evaluations, table="feedback")
+        # evaluations first: if they are refused the whole request is (the client retries, and both
+        # tables' keys are deterministic, so a retry replaces rows rather than duplicating them)
+        queued = queued and self.batch.offer(rows)
         with self._lock:
             self._spans_received += len(rows)
             if not queued:
@@ -365,7 +366,21 @@ class CollectorServer:
         lines.extend(_write_path_lines(p, st))
         lines.extend(self.pricer.metric_lines(p))
         lines.extend(self.unmapped.metric_lines(p))
+        lines.extend(_enrich_lines(p, self.enricher.stats()))
         return "\n".join(lines) + "\n"
+
+
+_ENRICH_GAUGES = {"pending_spans", "tracked_spans", "tracked_traces"}
+
+
+def _enrich_lines(p: str, stats: dict[str, int]) -> list[str]:
+    """The log-join and trace-identity counters of collectors/enrich.py (gauges for its three sizes)."""
+    out = []
+    for name in sorted(stats):
+        kind = "gauge" if name in _ENRICH_GAUGES else "counter"
+        metric = f"{p}enrich_{name}" + ("" if kind == "gauge" else "_total")
+        out += [f"# TYPE {metric} {kind}", f"{metric} {stats[name]}"]
+    return out
 
 
 def _write_path_lines(p: str, st: WriterStats) -> list[str]:
@@ -600,7 +615,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _post_feedback(self) -> None:
         """``POST /v1/feedback`` (contract in collectors/feedback.py): JSON in and out, CORS on every answer."""
         c = self.server.collector
-        cors = fb.cors_headers(self.headers.get("Origin"))
+        cors = fb.cors_headers(self.headers.get("Origin"), c.settings.cors_origins)
         try:
             if not c.authorized(self.headers):
                 raise Unauthorized(
@@ -620,16 +635,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, body, JSON_CT, cors, close=True, reason="internal")
             return
         if not queued:
-            retry = "5" if not c.batch.healthy else "1"
-            body = fb.error_json(503, f"collector queue is full ({n} feedback items refused); retry later")
-            self._send(503, body, JSON_CT, (*cors, ("Retry-After", retry)), reason="queue_full")
+            why = c.batch.last_refusal() or "queue_full"
+            retry = "1" if c.batch.healthy and why == "queue_full" else "5"
+            what = {"spool_full": "spool is full", "closing": "is stopping"}.get(why, "queue is full")
+            body = fb.error_json(503, f"collector {what} ({n} feedback items refused); retry later")
+            self._send(503, body, JSON_CT, (*cors, ("Retry-After", retry)), reason=why)
             return
         self._send(200, json.dumps({"accepted": n}).encode(), JSON_CT, cors)
 
     def do_OPTIONS(self) -> None:
         """CORS preflight for ``/v1/feedback``; other paths do not take OPTIONS."""
         if self._path() == fb.FEEDBACK_PATH:
-            self._send(204, b"", JSON_CT, fb.preflight_headers(self.headers.get("Origin")))
+            allowed = self.server.collector.settings.cors_origins
+            self._send(204, b"", JSON_CT, fb.preflight_headers(self.headers.get("Origin"), allowed))
         else:
             self._method_not_allowed()
 

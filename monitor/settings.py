@@ -209,6 +209,12 @@ FIELDS: tuple[Field, ...] = (
         "Largest request body accepted, after gunzip (413 beyond).",
     ),
     Field(
+        "cors_origins",
+        _as_list,
+        ("*",),
+        "Comma-separated origins allowed to call `/v1/feedback` from a browser (CORS); `*` allows any.",
+    ),
+    Field(
         "api_keys",
         _as_list,
         (),
@@ -236,6 +242,7 @@ class Settings:
     spool_max_bytes: int
     spool_fsync: bool
     max_body_bytes: int
+    cors_origins: tuple[str, ...]
     api_keys: tuple[str, ...]
     log_level: str
     config_file: str | None = None

@@ -250,8 +250,13 @@ def test_cors_preflight(server) -> None:
     assert call(server, method="OPTIONS", path="/v1/traces", content_type=None)[0] == 405
 
 
-def test_cors_origin_list_from_the_environment(server, monkeypatch) -> None:
-    monkeypatch.setenv(fb.CORS_ENV, "https://app.example.com, https://admin.example.com")
+def test_cors_origin_list_from_the_settings(settings, store) -> None:
+    allowed = settings.with_overrides(cors_origins="https://app.example.com, https://admin.example.com")
+    with CollectorServer(allowed, store) as server:
+        _check_origin_list(server)
+
+
+def _check_origin_list(server: CollectorServer) -> None:
     status, headers, _ = call(server, method="OPTIONS", content_type=None)
     assert status == 204
     assert (headers["access-control-allow-origin"], headers["vary"]) == ("https://app.example.com", "Origin")

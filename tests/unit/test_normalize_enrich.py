@@ -187,3 +187,11 @@ def test_v1_logs_endpoint_protobuf_json_gzip_and_errors(settings):
         assert _post(srv, b"\x00garbage", "application/x-protobuf")[0] == 400
         assert _post(srv, b"{}", "text/plain")[0] == 415
         assert srv.enricher.stats()["pending_spans"] == 2
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        c.request("GET", "/metrics")
+        metrics = c.getresponse().read().decode()
+        c.close()
+        lines = set(metrics.splitlines())
+        assert "llm_monitor_collector_enrich_pending_spans 2" in lines
+        assert "# TYPE llm_monitor_collector_enrich_pending_spans gauge" in lines
+        assert "llm_monitor_collector_enrich_log_records_buffered_total 4" in lines
