@@ -116,6 +116,16 @@ def assert_usage(row: dict[str, Any], usage: Any) -> None:
     )
 
 
+# gpt-4o-mini list price per 1M tokens (collectors/prices.json), the fake's served snapshot resolves to it
+IN_PER_M, OUT_PER_M = 0.15, 0.60
+
+
+def assert_cost(row: dict[str, Any], usage: Any) -> None:
+    expected = (usage.prompt_tokens * IN_PER_M + usage.completion_tokens * OUT_PER_M) / 1e6
+    assert row["cost_usd"] == pytest.approx(expected, rel=1e-9) and row["cost_usd"] > 0
+    assert row["cost_source"] == "price_table"
+
+
 def assert_common(plain: dict, streamed: dict, failed: dict, run: Run, convention: str) -> None:
     for r in (plain, streamed, failed):
         assert r["convention"] == convention
@@ -125,6 +135,10 @@ def assert_common(plain: dict, streamed: dict, failed: dict, run: Run, conventio
     assert (plain["model"], plain["response_model"]) == (SERVED, SERVED)
     assert_usage(plain, run.usage["plain"])
     assert_usage(streamed, run.usage["stream"])
+    assert_cost(plain, run.usage["plain"])
+    assert_cost(streamed, run.usage["stream"])
+    # a failed call reports no usage: not billed, so priced at 0 rather than left unknown
+    assert (failed["input_tokens"], failed["cost_usd"]) == (0, 0.0)
     assert plain["output_text"] == run.text["plain"]
     assert streamed["output_text"] == run.text["stream"]
     assert plain["finish_reason"] == "stop"
