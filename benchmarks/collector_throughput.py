@@ -301,9 +301,15 @@ def raw_phase_main(args: argparse.Namespace) -> None:
         return out
 
     decoded = measure("decode", lambda: [otlp.decode_traces(b, otlp.PROTOBUF) for b in bodies])
-    rows = measure("normalize", lambda: [r for spans in decoded for r in normalize_spans(spans)])
+    per_request = measure("normalize", lambda: [normalize_spans(spans) for spans in decoded])
     decoded.clear()
+    rows = [r for req in per_request for r in req]
     assert len(rows) == n
+    # what the request thread does next (SpooledBatchWriter.submit): the rows → JSONEachRow, once
+    writer = StoreWriter(None)  # type: ignore[arg-type]  # encode() touches no store
+    stamp = dt.datetime.now(dt.timezone.utc)
+    encoded = measure("encode", lambda: [writer.encode("spans", req, stamp) for req in per_request])
+    per_request.clear()
 
     store = open_store(f"chdb://{args.raw_phase}", migrate=True)
     chunks = [rows[i : i + args.insert_batch] for i in range(0, n, args.insert_batch)]
@@ -317,18 +323,19 @@ def raw_phase_main(args: argparse.Namespace) -> None:
 
         measure(name, run)
 
-    # what the collector's writer thread does: row dicts → columns → insert
+    # what the collector's writer thread does: concatenate the requests' encoded rows, insert them
     writer = StoreWriter(store)
-    insert_all("store_writer_write", lambda c: writer.write("spans", c), chunks)
+    per_insert = max(1, args.insert_batch // args.batch)
+    body_chunks = [encoded[i : i + per_insert] for i in range(0, len(encoded), per_insert)]
+    insert_all("store_write", lambda c: writer.write_encoded("spans", c), body_chunks)
     # the ceiling: the same rows as columns prepared beforehand, only the insert timed
     defaults = TABLE_DEFAULTS["spans"]
     names = [*defaults, STAMP_COLUMN["spans"]]
-    stamp = dt.datetime.now(dt.timezone.utc)
     prepared = [[*([r.get(k, d) for r in c] for k, d in defaults.items()), [stamp] * len(c)] for c in chunks]
     insert_all("insert_columns", lambda cols: store.insert_columns("spans", cols, names), prepared)
     stored = int(store.scalar("SELECT count() FROM spans"))
     store.close()
-    stages = ("decode", "normalize", "store_writer_write")
+    stages = ("decode", "normalize", "encode", "store_write")
     print(
         json.dumps(
             {
@@ -417,14 +424,18 @@ def main() -> int:
         "--collector-batch-size",
         type=int,
         default=0,
-        help="LLM_MONITOR_BATCH_SIZE for the collector (default: its own setting, 5000)",
+        help="LLM_MONITOR_BATCH_SIZE for the collector (default: its own setting)",
     )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the collector to drain")
     p.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     p.add_argument("--raw-phase", help=argparse.SUPPRESS)
     p.add_argument("--base-ns", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-    args.insert_batch = args.collector_batch_size or 5000
+    # the raw ceiling inserts in the collector's batches: its batch_size setting unless overridden
+    from monitor.settings import FIELDS
+
+    default_batch = next(f.default for f in FIELDS if f.name == "batch_size")
+    args.insert_batch = args.collector_batch_size or default_batch
     if args.base_ns is None:
         args.base_ns = workload.base_time_ns()
     if args.raw_phase:

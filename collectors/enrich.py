@@ -177,7 +177,12 @@ class Enricher:
                         entry.content = held[1]
                         held[1].apply(r, entry.has_input, entry.has_output, entry.has_finish)
                         self._c["log_records_matched_early"] += held[1].records
-                waits = bool(tid) and not (entry.own_user and entry.own_session)
+                # Waits for the trace's user/session unless it has its own, or the trace's is final: set by
+                # the root span, which always wins (the usual case, root and children in one request).
+                waits = bool(tid) and (
+                    (not entry.own_user and not (known is not None and known.user_root))
+                    or (not entry.own_session and not (known is not None and known.session_root))
+                )
                 may_get_content = r["kind"] == "llm" and not (entry.has_input and entry.has_output)
                 if not (waits or may_get_content or entry.content or r["kind"] != "other"):
                     continue

@@ -52,13 +52,31 @@ class Writer(ABC):
     def write(self, table: str, rows: Sequence[Row], token: str | None = None) -> None:
         """Store ``rows`` (complete dicts of ``table``'s columns, the insert-time stamp excepted)."""
 
+    def encode(self, table: str, rows: Sequence[Row], stamp: _dt.datetime) -> bytes | None:
+        """``rows`` as the bytes :meth:`write_encoded` inserts unchanged, or ``None`` (the default): this
+        writer takes row dicts only, or these rows cannot be encoded.
+
+        Called on request threads (must be thread-safe and pure). ``stamp`` is the acceptance time, set in
+        the table's :data:`~monitor.store.schema.STAMP_COLUMN` where a row carries none, so a retried or
+        replayed body is byte-identical. The durable writer spools these bytes and later inserts the
+        concatenation of several requests' bodies, so the encoding must be concatenable (one row a line).
+        """
+        return None
+
+    def write_encoded(
+        self, table: str, bodies: Sequence[bytes | memoryview], token: str | None = None
+    ) -> None:
+        """Store the concatenation of ``bodies`` made by :meth:`encode`; same contract as :meth:`write`."""
+        raise NotImplementedError(f"{type(self).__name__} does not encode rows")
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release resources; called once after the last write."""
 
 
 class StoreWriter(Writer):
     """Batched inserts into a :class:`~monitor.store.client.Store` (JSONEachRow, else columns), stamping the
-    insert time.
+    insert-time column (``ingested_at``/``created_at``) where a row carries none: with the time the request
+    was accepted when the rows went through :meth:`encode`, else the insert time.
 
     Columns come from :data:`monitor.store.schema.TABLE_DEFAULTS`, so a row missing a column gets the
     schema default instead of failing the batch. The store stays owned by the caller (not closed here).
@@ -73,16 +91,30 @@ class StoreWriter(Writer):
         # Python), and the GIL is what bounds the collector (benchmarks/collector_throughput.py). Stored
         # values are identical; a row orjson refuses (int beyond 64 bits, lone surrogate…) sends the batch
         # the native way. Note: a NaN/inf float becomes NULL (or the column default) on this path.
-        defaults = TABLE_DEFAULTS[table]
         stamp = _dt.datetime.now(_dt.timezone.utc)
-        settings = {"insert_deduplication_token": token} if token else {}
-        body = _json_rows(rows, defaults, STAMP_COLUMN[table], stamp)
+        body = self.encode(table, rows, stamp)
         if body is not None:
-            self.store.insert_raw(table, body, "JSONEachRow", settings={**settings, **_JSON_INSERT_SETTINGS})
+            self.write_encoded(table, (body,), token)
             return
+        defaults = TABLE_DEFAULTS[table]
+        stamp_col = STAMP_COLUMN[table]
         columns = [[r.get(c, d) for r in rows] for c, d in defaults.items()]
-        columns.append([stamp] * len(rows))
-        self.store.insert_columns(table, columns, [*defaults, STAMP_COLUMN[table]], settings=settings or None)
+        columns.append([_stamp_of(r, stamp_col, stamp) for r in rows])
+        settings = {"insert_deduplication_token": token} if token else None
+        self.store.insert_columns(table, columns, [*defaults, stamp_col], settings=settings)
+
+    def encode(self, table: str, rows: Sequence[Row], stamp: _dt.datetime) -> bytes | None:
+        """JSONEachRow (schema defaults filled in), or None when orjson refuses a value (or is missing)."""
+        return _json_rows(rows, TABLE_DEFAULTS[table], STAMP_COLUMN[table], stamp)
+
+    def write_encoded(
+        self, table: str, bodies: Sequence[bytes | memoryview], token: str | None = None
+    ) -> None:
+        settings = (
+            {"insert_deduplication_token": token, **_JSON_INSERT_SETTINGS} if token else _JSON_INSERT_SETTINGS
+        )
+        body = bodies[0] if len(bodies) == 1 and type(bodies[0]) is bytes else b"".join(bodies)
+        self.store.insert_raw(table, body, "JSONEachRow", settings=settings)
 
 
 # JSONEachRow as StoreWriter sends it: ISO datetimes with offset, keys the table lacks ignored (the native
@@ -90,10 +122,17 @@ class StoreWriter(Writer):
 _JSON_INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
 
 
+def _stamp_of(row: Row, stamp_col: str, stamp: _dt.datetime) -> Any:
+    """The row's own insert-time column when it carries one (feedback's validated ``created_at``: it is in
+    the table's sort key, so a retried feedback_id must keep it), else ``stamp``."""
+    v = row.get(stamp_col)
+    return stamp if v is None else v
+
+
 def _json_rows(
     rows: Sequence[Row], defaults: dict[str, Any], stamp_col: str, stamp: _dt.datetime
 ) -> bytes | None:
-    """JSONEachRow for ``rows`` (schema defaults filled in, ``stamp_col`` set), or None to go native."""
+    """JSONEachRow for ``rows`` (schema defaults filled in, ``stamp_col`` set where missing), or None."""
     try:
         import orjson
     except ImportError:  # orjson comes with the server extra; without it the native path still works
@@ -105,10 +144,12 @@ def _json_rows(
     append = out.append
     try:
         for r in rows:
-            if not r.keys() >= keys or stamp_col in r:
+            if stamp_col not in r and r.keys() >= keys:
+                append(dumps(r)[:-1] + tail)  # '{...}' → '{...,"ingested_at":"…"}\n'
+            else:
                 r = {**defaults, **r}
-                r.pop(stamp_col, None)
-            append(dumps(r)[:-1] + tail)  # '{...}' → '{...,"ingested_at":"…"}\n'
+                r[stamp_col] = _stamp_of(r, stamp_col, stamp)
+                append(dumps(r) + b"\n")
     except (TypeError, ValueError):  # orjson.JSONEncodeError is both
         return None
     return b"".join(out)
@@ -394,13 +435,21 @@ class BatchWriter:
         self._written += n
         self._written_by[table] = self._written_by.get(table, 0) + n
 
-    def _store(self, table: str, batch: list[Row], token: str | None = None) -> bool:
-        """Write one batch, retrying with capped backoff until it is stored (True) or close() gives up."""
+    def _store(
+        self, table: str, batch: Sequence[Row], token: str | None = None, bodies: Sequence[bytes | memoryview] | None = None,
+        count: int = 0,
+    ) -> bool:  # fmt: skip
+        """Write one batch, retrying with capped backoff until it is stored (True) or close() gives up.
+
+        ``bodies`` (``count`` rows made by the writer's ``encode``) are written instead of ``batch`` if given.
+        """
         delay = self.retry_initial
         while True:
             t0 = time.perf_counter()
             try:
-                if token is None:
+                if bodies is not None:
+                    self.writer.write_encoded(table, bodies, token)
+                elif token is None:
                     self.writer.write(table, batch)
                 else:
                     self.writer.write(table, batch, token=token)
@@ -413,7 +462,9 @@ class BatchWriter:
                     if first:
                         self._failing_since = time.monotonic()
                 if first:
-                    log.warning("writing %d rows to %s failed, will retry: %s", len(batch), table, msg)
+                    log.warning(
+                        "writing %d rows to %s failed, will retry: %s", count or len(batch), table, msg
+                    )
                 if self._abort.wait(delay):  # close() sets it to give up
                     return False
                 delay = min(delay * 2, self.retry_max)

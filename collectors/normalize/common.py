@@ -15,6 +15,11 @@ from typing import Any
 
 from monitor.store.schema import EPOCH
 
+try:  # with the server extra (the collector's hot path); the stdlib json serves when orjson is absent
+    import orjson
+except ImportError:  # pragma: no cover - exercised only without the server extra
+    orjson = None  # type: ignore[assignment]
+
 MAX_UINT32 = (1 << 32) - 1
 MAX_UINT64_SAFE = (1 << 63) - 1
 # The spans table partitions by toDate() and expires by toDateTime(): both overflow after 2106-02-07, so
@@ -122,7 +127,7 @@ def as_str_list(v: Any) -> list[str] | None:
     if type(v) is str and v:
         if v[0] == "[":
             try:
-                parsed = json.loads(v)
+                parsed = loads(v)
             except ValueError:
                 return [v]
             if isinstance(parsed, list):
@@ -153,7 +158,29 @@ def json_default(o: Any) -> Any:
 
 
 def to_json(v: Any) -> str:
+    """Compact JSON text of ``v`` (UTF-8 kept, bytes as base64), the same as ``json.dumps`` would write.
+
+    orjson first (~7x faster on message lists); what it refuses (non-string keys, ints beyond 64 bits, lone
+    surrogates, nesting deeper than 254) goes through ``json.dumps``. NaN/±inf become ``null`` on the orjson
+    path, which keeps the column valid JSON for the dashboard (``json.dumps`` would write bare ``NaN``).
+    """
+    if orjson is not None:
+        try:
+            return orjson.dumps(v, default=json_default).decode()
+        except TypeError:  # orjson.JSONEncodeError
+            pass
     return json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=json_default)
+
+
+def loads(s: str) -> Any:
+    """``json.loads``, through orjson when it accepts the text (it refuses NaN literals, ints beyond 64 bits
+    and lone surrogate escapes, which the stdlib parser still reads). Raises ``ValueError`` like json."""
+    if orjson is not None:
+        try:
+            return orjson.loads(s)
+        except ValueError:  # orjson.JSONDecodeError
+            pass
+    return json.loads(s)
 
 
 def stringify(v: Any) -> str:
@@ -180,7 +207,7 @@ def maybe_json(v: Any) -> Any:
     """Parse a JSON-looking string; anything else is returned unchanged."""
     if type(v) is str and v[:1] in ("[", "{", '"'):
         try:
-            return json.loads(v)
+            return loads(v)
         except ValueError:
             return v
     return v
@@ -192,7 +219,7 @@ def display_text(v: Any) -> str:
     if type(v) is str:
         if v[:1] == '"':
             try:
-                parsed = json.loads(v)
+                parsed = loads(v)
             except ValueError:
                 return v
             return parsed if type(parsed) is str else v
@@ -200,6 +227,15 @@ def display_text(v: Any) -> str:
     if v is None:
         return ""
     return stringify(v)
+
+
+def has_key_prefix(attrs: dict[str, Any], prefix: str) -> bool:
+    """Whether any key of ``attrs`` starts with ``prefix``; a single substring search over the joined keys
+    (~4x faster than ``startswith`` per key on a typical span), confirmed key by key only when it hits, so a
+    key that merely contains a newline cannot fake a match."""
+    if ("\n" + prefix) not in "\n" + "\n".join(attrs):
+        return False
+    return any(k.startswith(prefix) for k in attrs)
 
 
 def take_first_str(attrs: dict[str, Any], keys: tuple[str, ...]) -> str:

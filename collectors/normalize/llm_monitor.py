@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from collectors.normalize.base import Normalizer
-from collectors.normalize.common import display_text, take_str, take_str_list
+from collectors.normalize.common import display_text, has_key_prefix, take_str, take_str_list
 from collectors.normalize.otel_genai import apply_genai
 from collectors.otlp import Span
 from monitor import semconv as sc
@@ -25,7 +25,7 @@ class LLMMonitorNormalizer(Normalizer):
     def matches(self, span: Span) -> bool:
         if span.scope_name.startswith(sc.SCOPE_PREFIX):
             return True
-        return any(k.startswith(sc.LLM_MONITOR_PREFIX) for k in span.attributes)
+        return has_key_prefix(span.attributes, sc.LLM_MONITOR_PREFIX)
 
     def normalize(self, span: Span, attrs: dict[str, Any], row: dict[str, Any]) -> None:
         kind = attrs.get(sc.LLM_MONITOR_SPAN_KIND)

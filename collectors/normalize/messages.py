@@ -15,10 +15,9 @@ All functions are pure and never raise on odd input: what cannot be understood i
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from collectors.normalize.common import display_text, to_json
+from collectors.normalize.common import display_text, loads, to_json
 
 Message = dict[str, Any]
 
@@ -35,7 +34,7 @@ def parse_messages(value: Any, default_role: str) -> list[Message] | None:
             return None
         if v[0] in "[{":
             try:
-                v = json.loads(v)
+                v = loads(v)
             except ValueError:
                 return [_text_message(default_role, value)]
         else:
@@ -60,7 +59,7 @@ def parse_parts(value: Any) -> list[dict[str, Any]]:
             return []
         if v[0] in "[{":
             try:
-                v = json.loads(v)
+                v = loads(v)
             except ValueError:
                 return [{"type": "text", "content": value}]
         else:
@@ -196,12 +195,26 @@ def part_text(p: dict[str, Any]) -> str:
 
 
 def message_text(msg: Message) -> str:
-    pieces = [part_text(p) for p in msg.get("parts", ())]
-    return "\n".join(x for x in pieces if x)
+    pieces = []
+    for p in msg.get("parts", ()):
+        if p.get("type") == "text":  # the common case, inlined: part_text() would return the same
+            x = p.get("content")
+            if type(x) is not str:
+                continue
+        else:
+            x = part_text(p)
+        if x:
+            pieces.append(x)
+    return "\n".join(pieces)
 
 
 def messages_text(messages: list[Message]) -> str:
-    return "\n\n".join(x for x in (message_text(m) for m in messages) if x)
+    texts = []
+    for m in messages:
+        x = message_text(m)
+        if x:
+            texts.append(x)
+    return "\n\n".join(texts)
 
 
 def finish_reason(messages: list[Message]) -> str:

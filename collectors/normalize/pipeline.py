@@ -70,6 +70,9 @@ USER_KEYS = (
     "gen_ai.request.user",
 )
 SESSION_KEYS = (sc.SESSION_ID, "langfuse.session.id", "traceloop.association.properties.session_id")
+# as sets: one C-level isdisjoint() settles the usual case, a span carrying none of them
+_USER_KEY_SET = frozenset(USER_KEYS)
+_SESSION_KEY_SET = frozenset(SESSION_KEYS)
 
 
 # Timestamps before 2000-01-01 come from unset or broken clocks, never from a real LLM call.
@@ -88,7 +91,7 @@ def _base_row(
     if end < start:
         end = start
     status = _STATUS.get(span.status_code, "unset")
-    error_type = take_str(attrs, sc.ERROR_TYPE)
+    error_type = take_str(attrs, sc.ERROR_TYPE) if sc.ERROR_TYPE in attrs else ""
     error_message = span.status_message if status == "error" else ""
     if status == "error" or error_type:
         for ev in span.events:
@@ -117,8 +120,8 @@ def _base_row(
             "status": status,
             "error_type": error_type,
             "error_message": error_message,
-            "user_id": take_first_str(attrs, USER_KEYS),
-            "session_id": take_first_str(attrs, SESSION_KEYS),
+            "user_id": "" if _USER_KEY_SET.isdisjoint(attrs) else take_first_str(attrs, USER_KEYS),
+            "session_id": "" if _SESSION_KEY_SET.isdisjoint(attrs) else take_first_str(attrs, SESSION_KEYS),
             "resource": resource,
         }
     )

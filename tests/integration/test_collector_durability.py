@@ -250,14 +250,21 @@ CRASH_AFTER_INSERT = textwrap.dedent(
     from collectors import writer
     from monitor import cli
 
-    real = writer.StoreWriter.write
+    real, real_encoded = writer.StoreWriter.write, writer.StoreWriter.write_encoded
 
     def write_then_die(self, table, rows, token=None):
         real(self, table, rows, token=token)  # the rows are in the store...
         print(f"inserted {len(rows)} rows", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)  # ...and the checkpoint never advances
 
+    def write_encoded_then_die(self, table, bodies, token=None):  # the spool's pre-encoded JSONEachRow
+        real_encoded(self, table, bodies, token=token)
+        n = sum(bytes(b).count(b"\\n") for b in bodies)
+        print(f"inserted {n} rows", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
     writer.StoreWriter.write = write_then_die
+    writer.StoreWriter.write_encoded = write_encoded_then_die
     sys.exit(cli.main(["collector"]))
     """
 )
