@@ -15,7 +15,6 @@ endpoints refuse the same inputs with the same statuses. Everything here is pure
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,14 +108,7 @@ def decode_logs_protobuf(data: bytes) -> list[LogRecord]:
 
 def decode_logs_json(data: bytes) -> list[LogRecord]:
     """OTLP/JSON logs: hex ids, int64 as strings, camelCase or snake_case keys (as for traces)."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as e:
-        raise MalformedPayload(f"body is not valid JSON ({e})") from None
-    if otlp._SURROGATE_ESCAPE.search(data):
-        doc = otlp._scrub(doc)
-    if not isinstance(doc, dict):
-        raise MalformedPayload("expected a JSON object with a resourceLogs list")
+    doc = otlp.load_json_object(data, "resourceLogs")
     d = otlp._JSONDecoder()
     path = d.path.parts
     out: list[LogRecord] = []

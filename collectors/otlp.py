@@ -291,8 +291,8 @@ def _scrub(x: Any) -> Any:
     return x
 
 
-def decode_traces_json(data: bytes) -> list[Span]:
-    """Decode an OTLP/JSON ExportTraceServiceRequest."""
+def load_json_object(data: bytes, top_list: str) -> dict[str, Any]:
+    """An OTLP/JSON body as a dict (lone surrogate escapes scrubbed); MalformedPayload names ``top_list``."""
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as e:
@@ -300,8 +300,13 @@ def decode_traces_json(data: bytes) -> list[Span]:
     if _SURROGATE_ESCAPE.search(data):
         doc = _scrub(doc)
     if not isinstance(doc, dict):
-        raise MalformedPayload("expected a JSON object with a resourceSpans list")
-    return _JSONDecoder().decode(doc)
+        raise MalformedPayload(f"expected a JSON object with a {top_list} list")
+    return doc
+
+
+def decode_traces_json(data: bytes) -> list[Span]:
+    """Decode an OTLP/JSON ExportTraceServiceRequest."""
+    return _JSONDecoder().decode(load_json_object(data, "resourceSpans"))
 
 
 class _JSONDecoder:
