@@ -397,6 +397,8 @@ def _write_path_lines(p: str, st: WriterStats) -> list[str]:
            [(f'{{reason="{r}"}}', n) for r, n in sorted(st.rejected_by_reason.items())])  # fmt: skip
     family("backlog_rows", "gauge", "Rows acknowledged and not yet written (memory and spool).",
            [("", st.backlog)])  # fmt: skip
+    family("quarantined_rows_total", "counter", "Rows the store refused for their data, set aside, by table.",
+           [(f'{{table="{t}"}}', n) for t, n in sorted(st.quarantined_by_table.items())])  # fmt: skip
     sp = st.spool
     if sp is None:
         return out

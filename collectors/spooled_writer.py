@@ -103,6 +103,7 @@ class SpooledBatchWriter(BatchWriter):
     def __init__(self, writer: Writer, spool: Spool, **kw: Any) -> None:
         super().__init__(writer, **kw)
         self.spool = spool
+        self.quarantine_path = spool.directory / "quarantine.jsonl"  # rows the store refused for their data
         self._cache: deque[_Chunk] = deque()  # contiguous seqs, all > _next_seq - 1
         self._opened = False
         self._next_seq = 1  # the first record not yet in the store

@@ -4,7 +4,10 @@ Request threads only :meth:`BatchWriter.offer` rows (a lock and a deque append, 
 unreachable store never holds an HTTP request; when the queue is full ``offer`` says no and the server
 answers 503 + Retry-After, pushing back on exporters instead of losing data. One daemon thread groups rows
 into store-sized batches (``batch_size`` rows, or whatever waited ``flush_interval``) because ClickHouse
-wants few large inserts. A failed insert keeps its batch and retries with capped exponential backoff.
+wants few large inserts. A failed insert keeps its batch and retries with capped exponential backoff,
+unless the store refused it for its *data* (:meth:`Writer.is_data_error`): then the batch is bisected until
+the offending rows are isolated; those are set aside in a quarantine file (``quarantine.jsonl`` in the
+spool directory) and counted, and the rest is stored, so one bad row cannot block every later write.
 
 This class alone keeps accepted rows in memory only (``spool_dir: off``). The collector normally runs its
 durable subclass, :class:`collectors.spooled_writer.SpooledBatchWriter`, which puts every accepted request in
@@ -14,13 +17,16 @@ a write-ahead log on disk first (DESIGN §3); :meth:`BatchWriter.from_settings` 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor.store.schema import STAMP_COLUMN, TABLE_DEFAULTS
@@ -69,8 +75,49 @@ class Writer(ABC):
         """Store the concatenation of ``bodies`` made by :meth:`encode`; same contract as :meth:`write`."""
         raise NotImplementedError(f"{type(self).__name__} does not encode rows")
 
+    def is_data_error(self, exc: BaseException) -> bool:
+        """True when ``exc`` (raised by :meth:`write`/:meth:`write_encoded`) says the store refused the batch
+        because of its *data* (a value it cannot parse into the column type...): retrying the same rows can
+        never succeed, so the :class:`BatchWriter` bisects the batch and quarantines the offending rows.
+
+        Must be conservative: a store that is down, slow, misconfigured or missing a table is never a data
+        error (those batches are retried until they land). The default says False for everything.
+        """
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release resources; called once after the last write."""
+
+
+# ClickHouse error names (the ``(NAME)`` that ends a StoreError's message) that blame the *values* of the
+# inserted rows, never the store's availability or its schema. Each was chosen because the engine raises it
+# while parsing or converting one input value, so bisection isolates the rows that carry such a value:
+#   CANNOT_PARSE_*            a value is not text of the column type (verified with chDB: input_tokens
+#                             "not-a-number" → CANNOT_PARSE_INPUT_ASSERTION_FAILED, -5 → CANNOT_PARSE_NUMBER,
+#                             bad DateTime → CANNOT_PARSE_DATETIME, "maybe" for Bool → CANNOT_PARSE_BOOL)
+#   CANNOT_READ_ARRAY_FROM_TEXT / CANNOT_READ_MAP_FROM_TEXT   same for Array/Map columns (verified: tags "x")
+#   INCORRECT_DATA, CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN, VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE,
+#   TOO_LARGE_STRING_SIZE, TYPE_MISMATCH        a value that does not fit its column
+# Deliberately NOT data errors (retried forever, like an outage): UNKNOWN_TABLE, UNKNOWN_IDENTIFIER,
+# NO_SUCH_COLUMN_IN_TABLE, ILLEGAL_TYPE_OF_ARGUMENT, INCORRECT_NUMBER_OF_COLUMNS, NOT_ENOUGH_SPACE,
+# MEMORY_LIMIT_EXCEEDED, TOO_MANY_PARTS, TIMEOUT_EXCEEDED, READONLY, ... (schema drift, resources or
+# type-level problems that would fail every row alike and so quarantine everything), and
+# CANNOT_READ_ALL_DATA (also what a connection cut mid-transfer raises: transient).
+_DATA_ERROR_NAMES = frozenset({
+    "CANNOT_PARSE_TEXT", "CANNOT_PARSE_ESCAPE_SEQUENCE", "CANNOT_PARSE_QUOTED_STRING",
+    "CANNOT_PARSE_INPUT_ASSERTION_FAILED", "CANNOT_PARSE_DATE", "CANNOT_PARSE_DATETIME", "CANNOT_PARSE_NUMBER",
+    "CANNOT_PARSE_BOOL", "CANNOT_PARSE_UUID", "CANNOT_PARSE_IPV4", "CANNOT_PARSE_IPV6",
+    "CANNOT_READ_ARRAY_FROM_TEXT", "CANNOT_READ_MAP_FROM_TEXT", "INCORRECT_DATA",
+    "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN", "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE", "TOO_LARGE_STRING_SIZE",
+    "TYPE_MISMATCH",
+})  # fmt: skip
+_ERROR_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)\s*$")
+
+
+def clickhouse_error_name(exc: BaseException) -> str | None:
+    """The ClickHouse error name ending ``exc``'s message (StoreError keeps it there), if any."""
+    m = _ERROR_NAME.search(str(exc))
+    return m.group(1) if m else None
 
 
 class StoreWriter(Writer):
@@ -116,6 +163,13 @@ class StoreWriter(Writer):
         body = bodies[0] if len(bodies) == 1 and type(bodies[0]) is bytes else b"".join(bodies)
         self.store.insert_raw(table, body, "JSONEachRow", settings=settings)
 
+    def is_data_error(self, exc: BaseException) -> bool:
+        """A :class:`~monitor.store.client.StoreError` whose ClickHouse error name is in the conservative
+        list above (bad values); anything else, an unreachable store included, is not."""
+        from monitor.store.client import StoreError
+
+        return isinstance(exc, StoreError) and clickhouse_error_name(exc) in _DATA_ERROR_NAMES
+
 
 # JSONEachRow as StoreWriter sends it: ISO datetimes with offset, keys the table lacks ignored (the native
 # path only sends known columns too).
@@ -155,10 +209,16 @@ def _json_rows(
     return b"".join(out)
 
 
+class MemoryDataError(ValueError):
+    """What :class:`MemoryWriter` raises for a batch holding a row its ``poison`` predicate matches."""
+
+
 class MemoryWriter(Writer):
     """Keeps rows in lists, for tests; can be made to fail (``failing = True``) or to block (:meth:`pause`).
 
     Like ClickHouse, a write whose ``token`` was seen before is acknowledged and dropped (``deduplicated``).
+    ``poison``, when set, refuses (with :class:`MemoryDataError`, a data error) every batch holding a row it
+    matches, the way ClickHouse refuses a batch with a value it cannot parse.
     """
 
     def __init__(self) -> None:
@@ -167,6 +227,7 @@ class MemoryWriter(Writer):
         self.attempts = 0
         self.tokens: set[str] = set()
         self.deduplicated = 0
+        self.poison: Callable[[Row], bool] | None = None
         self._lock = threading.Lock()
         self._gate = threading.Event()
         self._gate.set()
@@ -177,12 +238,18 @@ class MemoryWriter(Writer):
             self.attempts += 1
             if self.failing:
                 raise RuntimeError("MemoryWriter is set to fail")
+            poison = self.poison
+            if poison is not None and any(poison(r) for r in rows):
+                raise MemoryDataError("MemoryWriter: a row is poisoned (CANNOT_PARSE_TEXT)")
             if token is not None:
                 if token in self.tokens:
                     self.deduplicated += len(rows)
                     return
                 self.tokens.add(token)
             self.tables.setdefault(table, []).extend(rows)
+
+    def is_data_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, MemoryDataError)
 
     def rows(self, table: str = "spans") -> list[Row]:
         with self._lock:
@@ -213,6 +280,7 @@ class WriterStats:
     written_by_table: dict[str, int] = field(default_factory=dict)
     backlog: int = 0  # rows accepted and not yet written, in memory or only on disk
     replayed: int = 0  # rows read back from the spool to be written (not served from memory)
+    quarantined_by_table: dict[str, int] = field(default_factory=dict)  # refused for their data, set aside
     spool: SpoolStats | None = None
 
 
@@ -254,6 +322,10 @@ class BatchWriter:
         self._last_latency = self._latency_sum = 0.0
         self._failing_since: float | None = None
         self._last_error = ""
+        # Rows the store refused for their data go here, one JSON line each (None: logged only).
+        self.quarantine_path: Path | None = None
+        self._quarantined_by: dict[str, int] = {}
+        self._quarantined_unnoted: dict[str, int] = {}  # writer thread: not yet subtracted from "written"
 
     @classmethod
     def from_settings(cls, writer: Writer, settings: Settings) -> BatchWriter:
@@ -341,6 +413,7 @@ class BatchWriter:
                 rejected_by_reason=dict(self._rejected_by),
                 written_by_table=dict(self._written_by),
                 backlog=self._depth,
+                quarantined_by_table=dict(self._quarantined_by),
             )
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -432,6 +505,7 @@ class BatchWriter:
             self._cond.notify_all()
 
     def _note_written_locked(self, table: str, n: int) -> None:
+        n -= self._quarantined_unnoted.pop(table, 0)  # handled, but quarantined rather than stored
         self._written += n
         self._written_by[table] = self._written_by.get(table, 0) + n
 
@@ -442,6 +516,8 @@ class BatchWriter:
         """Write one batch, retrying with capped backoff until it is stored (True) or close() gives up.
 
         ``bodies`` (``count`` rows made by the writer's ``encode``) are written instead of ``batch`` if given.
+        A batch the store refuses for its data is bisected instead (:meth:`_bisect`): its good rows are
+        stored, its bad rows quarantined, and it counts as handled (True).
         """
         delay = self.retry_initial
         while True:
@@ -455,6 +531,11 @@ class BatchWriter:
                     self.writer.write(table, batch, token=token)
             except Exception as e:
                 msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                if self._is_data_error(e):
+                    with self._cond:
+                        self._failures += 1
+                        self._last_error = msg
+                    return self._bisect(table, batch, token, bodies, msg)
                 with self._cond:
                     self._failures += 1
                     self._last_error = msg
@@ -479,3 +560,85 @@ class BatchWriter:
             if recovered:
                 log.info("writes to %s succeed again", table)
             return True
+
+    def _is_data_error(self, exc: Exception) -> bool:
+        try:
+            return bool(self.writer.is_data_error(exc))
+        except Exception:  # a broken classifier must not lose rows: treat as an outage (retry)
+            log.exception("classifying a write error failed")
+            return False
+
+    def _bisect(
+        self, table: str, batch: Sequence[Row], token: str | None, bodies: Sequence[bytes | memoryview] | None,
+        error: str,
+    ) -> bool:  # fmt: skip
+        """Store the halves of a batch refused for its data, each through :meth:`_store` (so a half that
+        fails for another reason is retried, one refused for its data is bisected again), until single rows
+        are refused: those are quarantined. Encoded bodies are JSONEachRow, one row a line.
+
+        The halves' tokens derive from the batch's (``token:0``, ``token:1``), so the replay of a range after
+        a crash mid-bisection splits the same way, repeats the same tokens, and the store drops what landed.
+        """
+        if bodies is not None:
+            lines = [ln + b"\n" for ln in b"".join(bodies).split(b"\n") if ln.strip()]
+            n = len(lines)
+        else:
+            n = len(batch)
+        if n <= 1:
+            if bodies is not None:
+                self._quarantine(table, None, lines[0] if lines else b"", error, token)
+            else:
+                self._quarantine(table, batch[0] if batch else None, None, error, token)
+            return True
+        mid = n // 2
+        for i, (lo, hi) in enumerate(((0, mid), (mid, n))):
+            sub_token = None if token is None else f"{token}:{i}"
+            if bodies is not None:
+                ok = self._store(table, (), sub_token, bodies=(b"".join(lines[lo:hi]),), count=hi - lo)
+            else:
+                ok = self._store(table, batch[lo:hi], sub_token)
+            if not ok:
+                return False
+        return True
+
+    def _quarantine(
+        self, table: str, row: Row | None, line: bytes | None, error: str, token: str | None
+    ) -> None:
+        """Set aside one row the store refused for its data: a JSON line in :attr:`quarantine_path` (an
+        ERROR log with the row when there is none or it cannot be written), and count it.
+
+        A crash between this and the spool's commit replays the range and quarantines the row again: the
+        lines carry the insert ``token`` so such repeats can be told apart.
+        """
+        record: dict[str, Any] = {
+            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "table": table,
+            "error": error,
+            "token": token,
+        }
+        if line is not None:
+            try:
+                record["row"] = json.loads(line)
+            except ValueError:
+                record["raw"] = line.decode("utf-8", "replace").rstrip("\n")
+        else:
+            record["row"] = row
+        text = json.dumps(record, default=str, ensure_ascii=False)
+        path = self.quarantine_path
+        written = False
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(text + "\n")
+                    f.flush()
+                written = True
+            except OSError as e:
+                log.error("cannot write the quarantine file %s: %s", path, e)
+        if written:
+            log.error("a row of %s was refused by the store (%s) and quarantined in %s", table, error, path)
+        else:
+            log.error("a row of %s was refused by the store and dropped: %s", table, text)
+        with self._cond:
+            self._quarantined_by[table] = self._quarantined_by.get(table, 0) + 1
+            self._quarantined_unnoted[table] = self._quarantined_unnoted.get(table, 0) + 1
