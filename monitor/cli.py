@@ -265,4 +265,8 @@ COMMANDS = {
 }
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run main from the imported module, not __main__: exceptions other modules raise
+    # (monitor.cli.CommandError) must be the classes main() catches.
+    from monitor.cli import main as _main
+
+    sys.exit(_main())

@@ -79,3 +79,11 @@ def test_config_markdown_matches_readme() -> None:
     assert r.stdout.strip() in readme, (
         "README configuration table is out of date: paste `llm-monitor config --markdown`"
     )
+
+
+def test_demo_without_a_collector_is_one_clear_line() -> None:
+    r = run("demo", "--endpoint", "http://127.0.0.1:9", "--iterations", "1")
+    assert r.returncode == 1
+    line = r.stderr.strip()
+    assert line.startswith("llm-monitor: no collector answers at http://127.0.0.1:9 (")
+    assert line.endswith("start one with `llm-monitor up`") and "\n" not in line
