@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     p.add_argument("--interval", type=float, default=0.3, help="seconds between conversations")
 
+    p = sub.add_parser(
+        "analyze", help="run the analyzers: a service on a schedule, once (--once) or over history (--backfill)"
+    )
+    _common(p)
+    p.add_argument("--once", action="store_true", help="run every enabled analyzer now, then exit")
+    p.add_argument(
+        "--backfill",
+        metavar="SINCE",
+        help="re-score spans that started since SINCE (2026-11-01, 2026-11-01T12:00, 7d, 12h), then exit",
+    )
+    p.add_argument("--only", metavar="NAMES", help="comma-separated analyzers to run (default: all enabled)")
+
     p = sub.add_parser("query", help="run a read-only SQL query against the store")
     _common(p)
     p.add_argument(
@@ -235,13 +247,41 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.runtime import run_up
 
-    return run_up(settings, dashboard=False, demo=False)
+    return run_up(settings, dashboard=False, demo=False, analyzers=False)
 
 
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from monitor.runtime import run_dashboard_only
 
     return run_dashboard_only(settings)
+
+
+def parse_since(text: str, now: Any = None) -> Any:
+    """``--backfill SINCE``: an ISO date or datetime (UTC unless it says otherwise) or ``<N>d|h|m`` ago."""
+    import datetime as dt
+    import re
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhm])\s*", text)
+    if m:
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
+        return now - dt.timedelta(**{unit: float(m.group(1))})
+    try:
+        t = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(
+            f"--backfill {text!r}: expected a date (2026-11-01), a datetime (2026-11-01T12:00) or 7d/12h/30m",
+            2,
+        ) from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)
+
+
+def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.runtime import run_analyze
+
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    since = parse_since(args.backfill) if args.backfill else None
+    return run_analyze(settings, once=args.once, since=since, only=only)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -258,6 +298,7 @@ COMMANDS = {
     "collector": cmd_collector,
     "dashboard": cmd_dashboard,
     "demo": cmd_demo,
+    "analyze": cmd_analyze,
     "query": cmd_query,
     "migrate": cmd_migrate,
     "config": cmd_config,

@@ -109,7 +109,47 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def run_up(settings: Settings, *, dashboard: bool = True, demo: bool = False) -> int:
+def _start_analyzers(settings: Settings, store: Any, collector: Any) -> Any:
+    """The scheduler on its daemon thread, reading only spans the collector has fully stored."""
+    from monitor.analyzers.service import build_scheduler
+
+    pending = getattr(collector, "pending_since", None)
+    scheduler = build_scheduler(store, settings, horizon=pending)
+    scheduler.start()
+    return scheduler
+
+
+def run_analyze(settings: Settings, *, once: bool, since: Any = None, only: list[str] | None = None) -> int:
+    """``llm-monitor analyze``: once, a backfill, or a service until SIGTERM/SIGINT."""
+    from monitor.analyzers.service import build_scheduler
+
+    store = _open(settings)
+    try:
+        scheduler = build_scheduler(store, settings, only=only)
+        names = ", ".join(j.name for j in scheduler.jobs) or "none"
+        if since is not None:
+            print(f"llm-monitor: backfilling {names} since {since.isoformat()}", file=sys.stderr, flush=True)
+            done = scheduler.backfill(since, only)
+        elif once:
+            done = scheduler.run_once(only)
+        else:
+            print(f"llm-monitor: analyzers running ({names}); Ctrl-C to stop", file=sys.stderr, flush=True)
+            scheduler.start()
+            _wait_for_signal()
+            scheduler.stop()
+            done = dict(scheduler.processed)
+        failed = sorted(scheduler.last_error)
+        for name in failed:
+            print(f"llm-monitor: analyzer {name} failed: {scheduler.last_error[name]}", file=sys.stderr)
+        print("analyzed: " + (", ".join(f"{k} {v} spans" for k, v in done.items()) or "nothing"), flush=True)
+        return 1 if failed else 0
+    finally:
+        store.close()
+
+
+def run_up(
+    settings: Settings, *, dashboard: bool = True, demo: bool = False, analyzers: bool = True
+) -> int:
     """Run collector (+ dashboard, + demo) on one store until a signal; returns the exit code."""
     from collectors.server import CollectorServer
     from monitor.store import set_shared_store
@@ -119,6 +159,7 @@ def run_up(settings: Settings, *, dashboard: bool = True, demo: bool = False) ->
     _install_early_shutdown()
     store = None
     collector: CollectorServer | None = None
+    scheduler: Any = None
     demo_stop = threading.Event()
     demo_thread: threading.Thread | None = None
     try:
@@ -128,12 +169,17 @@ def run_up(settings: Settings, *, dashboard: bool = True, demo: bool = False) ->
         collector.start()
         _tune_gc()
         set_collector_url(collector.url)
+        if analyzers:
+            scheduler = _start_analyzers(settings, store, collector)
         endpoint = f"http://{settings.host}:{collector.port}"
         lines = [
             f"llm-monitor {__version__} is up",
             f"  store      {store.url.redacted()} (database {store.database}, schema v{current_version(store)})",
             f"  collector  {endpoint}  (OTLP/HTTP POST /v1/traces, /v1/logs, /v1/feedback; GET /healthz, /metrics)",
         ]
+        if scheduler is not None:
+            names = ", ".join(j.name for j in scheduler.jobs) or "none enabled"
+            lines.append(f"  analyzers  {names}")
         if dashboard:
             lines.append(f"  dashboard  http://{settings.dashboard_host}:{settings.dashboard_port}")
         if demo:
@@ -157,6 +203,8 @@ def run_up(settings: Settings, *, dashboard: bool = True, demo: bool = False) ->
         demo_stop.set()
         if demo_thread is not None:
             demo_thread.join(timeout=15)
+        if scheduler is not None:
+            scheduler.stop()
         if collector is not None:
             collector.stop()
         set_shared_store(None)
