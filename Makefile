@@ -11,11 +11,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# torch first, pinned: the CPU build on this machine; a bare requirement would pull the CUDA build (GBs).
+TORCH := torch==2.13.0
+
 $(STAMP_SERVER): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[server]"
 	touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@ $(STAMP_SERVER)
 

@@ -109,12 +109,20 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def _start_analyzers(settings: Settings, store: Any, collector: Any) -> Any:
+# ``up --demo``: drift over one-minute windows (plus the usual ones) so a report shows within minutes, and a
+# lighter embedding drift, where the config file says nothing else.
+DEMO_ANALYZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "drift": {"windows": ["1m", "1h", "1d"], "embedding": {"sample": 80, "permutations": 8}},
+}
+
+
+def _start_analyzers(settings: Settings, store: Any, collector: Any, demo: bool = False) -> Any:
     """The scheduler on its daemon thread, reading only spans the collector has fully stored."""
     from monitor.analyzers.service import build_scheduler
 
     pending = getattr(collector, "pending_since", None)
-    scheduler = build_scheduler(store, settings, horizon=pending)
+    defaults = DEMO_ANALYZER_DEFAULTS if demo else None
+    scheduler = build_scheduler(store, settings, horizon=pending, defaults=defaults)
     scheduler.start()
     return scheduler
 
@@ -170,7 +178,7 @@ def run_up(
         _tune_gc()
         set_collector_url(collector.url)
         if analyzers:
-            scheduler = _start_analyzers(settings, store, collector)
+            scheduler = _start_analyzers(settings, store, collector, demo)
         endpoint = f"http://{settings.host}:{collector.port}"
         lines = [
             f"llm-monitor {__version__} is up",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from monitor import analyzers
@@ -28,7 +28,7 @@ __all__ = ["JOBS", "build_scheduler", "known_jobs"]
 log = logging.getLogger("llm_monitor.analyzers")
 
 # Jobs that are not per-span analyzers: ``module:Class`` taking (settings: AnalyzerSettings, project: str).
-JOBS: dict[str, str] = {}
+JOBS: dict[str, str] = {"drift": "monitor.analyzers.drift:DriftJob"}
 
 
 def known_jobs() -> tuple[str, ...]:
@@ -59,9 +59,21 @@ def build_scheduler(
     *,
     only: Iterable[str] | None = None,
     horizon: Callable[[], dt.datetime | None] | None = None,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Scheduler:
-    """A scheduler with every enabled job (or exactly ``only``); bad options raise ``ConfigError``."""
+    """A scheduler with every enabled job (or exactly ``only``); bad options raise ``ConfigError``.
+
+    ``defaults`` are per-job options used where the config file does not set them (``up --demo`` asks for
+    one-minute drift windows so a report appears within minutes).
+    """
     section, where = read_config_section(settings.config_file)
+    if defaults:
+        merged: dict[str, Any] = dict(section) if isinstance(section, Mapping) else {}
+        for job_name, opts in defaults.items():
+            given = merged.get(job_name)
+            if given is None or isinstance(given, Mapping):
+                merged[job_name] = {**opts, **(given or {})}
+        section = merged if (section is None or isinstance(section, Mapping)) else section
     config = SchedulerConfig.parse(section, known_jobs(), where)
     wanted = list(only) if only is not None else None
     if wanted is not None:

@@ -24,6 +24,7 @@ TTL_COLUMNS = {
     "scores": "toDateTime(`span_start_time`)",
     "drift": "toDateTime(`window_start`)",
     "alerts": "toDateTime(`created_at`)",
+    "profiles": "toDateTime(`window_start`)",
 }
 PUBLIC_TABLES = tuple(TTL_COLUMNS)
 
