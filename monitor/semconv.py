@@ -117,8 +117,29 @@ OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
 OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
 OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_REQUEST_TOP_K = "gen_ai.request.top_k"
 
 # Well-known gen_ai.provider.name values the SDK emits.
 PROVIDER_OPENAI = "openai"
 PROVIDER_AZURE_OPENAI = "azure.ai.openai"
 PROVIDER_AWS_BEDROCK = "aws.bedrock"
+PROVIDER_ANTHROPIC = "anthropic"
+PROVIDER_GCP_VERTEX_AI = "gcp.vertex_ai"
+
+# --- added with the OpenAI Responses API instrumentation ------------------------------------------
+OPENAI_API_TYPE = "openai.api.type"  # chat_completions | responses (OTel OpenAI refinement)
+ERROR_TYPE_OTHER = "_OTHER"  # error.type fallback when the provider gives no code
+LLM_MONITOR_OPENAI_PREVIOUS_RESPONSE_ID = "llm_monitor.openai.previous_response_id"
+
+# --- added with the LangChain instrumentation -------------------------------------------------------
+LLM_MONITOR_AGENT_ACTION_EVENT = "llm_monitor.agent.action"  # span event: an agent picked a tool
+LLM_MONITOR_AGENT_FINISH_EVENT = "llm_monitor.agent.finish"  # span event: an agent returned
+LLM_MONITOR_AGENT_LOG = "llm_monitor.agent.log"  # the agent's reasoning text for an action
+LLM_MONITOR_RETRIEVAL_DOCUMENT_COUNT = "llm_monitor.retrieval.document_count"
+
+# --- read by the format analyzer (monitor/analyzers/format.py) --------------------------------------
+LLM_MONITOR_OUTPUT_SCHEMA = "llm_monitor.output.schema"  # JSON-schema string the output must satisfy
+GEN_AI_OPENAI_REQUEST_RESPONSE_FORMAT = "gen_ai.openai.request.response_format"  # deprecated: json_object…
+GEN_AI_REQUEST_STRUCTURED_OUTPUT_SCHEMA = "gen_ai.request.structured_output_schema"  # OpenLLMetry
+LLM_INVOCATION_PARAMETERS = "llm.invocation_parameters"  # OpenInference: JSON of the request parameters
+LANGFUSE_MODEL_PARAMETERS = "langfuse.observation.model.parameters"  # Langfuse: JSON of the parameters

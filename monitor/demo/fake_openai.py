@@ -24,6 +24,18 @@ The same markers may instead travel in a ``X-Fake-Markers`` request header (perc
 through ``extra_headers=fake_markers("[[reply:...]]")``). The demo uses that so the prompts an
 instrumentor captures read like real user text: a forced toxic *output* must not make the *input*
 look toxic too.
+
+Stream faults (best sent in the header, as the reply text does not strip them):
+``[[break:N]]`` cuts the connection after N stream events, without the closing chunk, as a dropped
+network does (the SDK raises ``APIConnectionError`` mid-iteration); ``[[fail:response.failed]]`` and
+``[[fail:error]]`` end a Responses stream after its first delta with that event (non-streamed, the
+request answers 500).
+
+Endpoints: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``, ``/v1/responses``
+(rules in :mod:`monitor.demo.fake_responses`), ``GET /v1/models``, and Azure OpenAI's URL shapes
+``/openai/deployments/{deployment}/{chat/completions|completions|embeddings}?api-version=...`` and
+``/openai/responses?api-version=...`` (also ``/openai/v1/...``). On a deployment path the deployment
+names the model, as on Azure (the body's ``model`` is ignored); a missing ``api-version`` is a 404.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import argparse
 import base64
 import json
 import logging
+import re
 import socket
 import struct
 import threading
@@ -40,7 +53,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 from monitor.demo.fake_replies import (
     MODEL_ALIASES,
@@ -58,6 +71,7 @@ from monitor.demo.fake_replies import (
     truncate_tokens,
     usage_block,
 )
+from monitor.demo.fake_responses import plan_response, response_object, stream_events
 
 __all__ = [
     "MARKERS_HEADER",
@@ -74,6 +88,10 @@ log = logging.getLogger(__name__)
 
 #: Request header carrying control markers out of band (see the module docstring).
 MARKERS_HEADER = "X-Fake-Markers"
+
+_FAULT_RE = re.compile(r"\[\[(break|fail):([^\]]*)\]\]")
+_AZURE_DEPLOYMENT_RE = re.compile(r"/openai/deployments/([^/]+)(/chat/completions|/completions|/embeddings)")
+_AZURE_RESPONSES = ("/openai/responses", "/openai/v1/responses")
 
 
 def fake_markers(*markers: str) -> dict[str, str]:
@@ -136,8 +154,20 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"retry-after-ms": "20"} if err.status == 429 or err.status >= 500 else {}
         self._send_json(err.status, err.body, headers)
 
-    def _stream(self, events: Iterator[Any], first_delay: float) -> None:
-        """SSE over chunked transfer encoding, so the connection stays reusable after ``[DONE]``."""
+    def _stream(
+        self,
+        events: Iterator[Any],
+        first_delay: float,
+        *,
+        named: bool = False,
+        done: bool = True,
+        cut_after: int | None = None,
+    ) -> None:
+        """SSE over chunked transfer encoding, so the connection stays reusable after ``[DONE]``.
+
+        ``named`` adds ``event: <type>`` lines (Responses API), ``done=False`` leaves out ``[DONE]``,
+        ``cut_after`` drops the connection after that many events without the closing chunk.
+        """
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -149,11 +179,15 @@ class _Handler(BaseHTTPRequestHandler):
         if first_delay > 0:
             time.sleep(first_delay)
         gap = self.server.owner.chunk_delay_ms / 1000.0
-        for i, event in enumerate([*events, "[DONE]"]):
+        for i, event in enumerate([*events, "[DONE]"] if done else events):
+            if cut_after is not None and i >= cut_after:
+                self.close_connection = True  # no terminating chunk: the client sees a broken body
+                return
             if gap and i:
                 time.sleep(gap)
             payload = event if isinstance(event, str) else json.dumps(event, ensure_ascii=False)
-            data = f"data: {payload}\n\n".encode()
+            head = f"event: {event['type']}\n" if named and isinstance(event, dict) else ""
+            data = f"{head}data: {payload}\n\n".encode()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
@@ -171,7 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._streaming = False
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        path = self.path.split("?", 1)[0].rstrip("/")
+        path, _, query = self.path.partition("?")
+        path = path.rstrip("/")
         try:
             body: Any = json.loads(raw) if raw else {}
         except (ValueError, UnicodeDecodeError):
@@ -187,15 +222,24 @@ class _Handler(BaseHTTPRequestHandler):
                 ]
                 self._send_json(200, {"object": "list", "data": data})
                 return
-            route = {
-                "/v1/chat/completions": self._chat,
-                "/v1/completions": self._completions,
-                "/v1/embeddings": self._embeddings,
-            }.get(path)
+            routes = {
+                "/chat/completions": self._chat,
+                "/completions": self._completions,
+                "/embeddings": self._embeddings,
+                "/responses": self._responses,
+            }
+            route = routes.get(path[3:]) if path.startswith("/v1/") else None
+            azure = _AZURE_DEPLOYMENT_RE.fullmatch(path)
+            if azure is not None or path in _AZURE_RESPONSES:
+                if path != "/openai/v1/responses" and not parse_qs(query).get("api-version"):
+                    raise ApiError(404, "Resource not found")
+                route = routes[azure.group(2)] if azure is not None else self._responses
             if route is None or method != "POST":
                 raise ApiError(404, f"Invalid URL ({method} {self.path})")
             if not isinstance(body, dict):
                 raise ApiError(400, "We could not parse the JSON body of your request.")
+            if azure is not None:  # the deployment decides the model on Azure
+                body = {**body, "model": unquote(azure.group(1))}
             route(body)
         except ApiError as err:
             self._send_error(err)
@@ -224,6 +268,15 @@ class _Handler(BaseHTTPRequestHandler):
             if markers.error_times is None or seen <= markers.error_times:
                 raise ApiError(markers.error)
         return markers
+
+    def _faults(self, text: str) -> dict[str, str]:
+        """The stream-fault markers (``[[break:N]]``, ``[[fail:...]]``) in ``text`` and the header."""
+        return dict(_FAULT_RE.findall(text + " " + unquote(self.headers.get(MARKERS_HEADER) or "")))
+
+    @staticmethod
+    def _cut(faults: dict[str, str]) -> int | None:
+        value = faults.get("break", "").strip()
+        return int(value) if value.isdigit() else None
 
     def _chat(self, body: dict[str, Any]) -> None:
         messages = body.get("messages")
@@ -286,7 +339,8 @@ class _Handler(BaseHTTPRequestHandler):
             if include_usage:
                 yield {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
 
-        self._stream(events(), markers.slow_ms / 1000.0)
+        faults = self._faults(last_user_text(messages))
+        self._stream(events(), markers.slow_ms / 1000.0, cut_after=self._cut(faults))
 
     def _completions(self, body: dict[str, Any]) -> None:
         prompt = body.get("prompt")
@@ -330,6 +384,29 @@ class _Handler(BaseHTTPRequestHandler):
                 yield {**base, "object": "text_completion", "choices": [], "usage": usage}
 
         self._stream(events(), markers.slow_ms / 1000.0)
+
+    def _responses(self, body: dict[str, Any]) -> None:
+        raw = body.get("input")
+        if not isinstance(raw, (str, list)) or (
+            isinstance(raw, list) and not all(isinstance(i, dict) for i in raw)
+        ):
+            raise ApiError(
+                400, "Invalid type for 'input': expected a string or an array of input items.", param="input"
+            )
+        plan_text = last_user_text([{"role": "user", "content": raw}] if isinstance(raw, str) else raw)
+        markers = self._check(body, plan_text, "input")
+        faults = self._faults(plan_text)
+        owner = self.server.owner
+        plan = plan_response(body, markers, lambda kind: f"{kind}_fake_{owner._next(kind)}", int(time.time()))
+        if not body.get("stream"):
+            if faults.get("fail"):
+                raise ApiError(500)
+            if markers.slow_ms:
+                time.sleep(markers.slow_ms / 1000.0)
+            self._send_json(200, response_object(plan))
+            return
+        events = stream_events(plan, faults.get("fail") or None)
+        self._stream(events, markers.slow_ms / 1000.0, named=True, done=False, cut_after=self._cut(faults))
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         raw = body.get("input")

@@ -47,6 +47,10 @@ class Spec:
 
 BUILTIN: dict[str, Spec] = {
     "openai": Spec("openai", "monitor.instrumentation.openai:OpenAIInstrumentor", "openai"),
+    "anthropic": Spec("anthropic", "monitor.instrumentation.anthropic:AnthropicInstrumentor", "anthropic"),
+    "langchain": Spec(
+        "langchain", "monitor.instrumentation.langchain:LangChainInstrumentor", "langchain_core"
+    ),
 }
 
 

@@ -132,7 +132,11 @@ class LLMCall:
         cls, tracer: trace.Tracer, name: str, attributes: dict[str, Any], capture_content: bool
     ) -> LLMCall:
         """Start a CLIENT span with the request attributes already set (span processors see them)."""
-        span = tracer.start_span(name, kind=trace.SpanKind.CLIENT, attributes=attributes)
+        from monitor.instrumentation import _nesting  # a framework's model-call span may take this call
+
+        span = _nesting.adopt(name, attributes) or tracer.start_span(
+            name, kind=trace.SpanKind.CLIENT, attributes=attributes
+        )
         return cls(span, capture_content)
 
     @property

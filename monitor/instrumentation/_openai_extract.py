@@ -76,6 +76,14 @@ def provider_name(client: Any) -> str:
     return sc.PROVIDER_OPENAI
 
 
+def azure_deployment(client: Any) -> str | None:
+    """The deployment an ``AzureOpenAI(azure_deployment=...)`` client is bound to (from its base URL)."""
+    path = str(getattr(getattr(client, "base_url", None), "path", "") or "")
+    _, sep, rest = path.partition("/deployments/")
+    name = rest.split("/", 1)[0] if sep else ""
+    return name or None
+
+
 def server_attributes(client: Any) -> dict[str, Any]:
     url = getattr(client, "base_url", None)
     host = getattr(url, "host", None)
@@ -90,14 +98,20 @@ def server_attributes(client: Any) -> dict[str, Any]:
 def common_request_attributes(
     operation: str, kind: str, resource: Any, kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Attributes every OpenAI operation shares; ``resource`` is the SDK resource (``.._client``)."""
+    """Attributes every OpenAI operation shares; ``resource`` is the SDK resource (``.._client``).
+
+    On Azure the deployment is the model the call reaches, so it stands in when no ``model`` is given.
+    """
     client = getattr(resource, "_client", None)
+    provider = provider_name(client)
     attrs: dict[str, Any] = {
         sc.GEN_AI_OPERATION_NAME: operation,
-        sc.GEN_AI_PROVIDER_NAME: provider_name(client),
+        sc.GEN_AI_PROVIDER_NAME: provider,
         sc.LLM_MONITOR_SPAN_KIND: kind,
     }
     model = _param(kwargs, "model")
+    if model is None and provider == sc.PROVIDER_AZURE_OPENAI:
+        model = azure_deployment(client)
     if model is not None:
         attrs[sc.GEN_AI_REQUEST_MODEL] = str(model)
     attrs.update(server_attributes(client))
@@ -125,7 +139,7 @@ def _sampling_attributes(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     if _param(kwargs, "stream") is True:
         attrs[sc.GEN_AI_REQUEST_STREAM] = True
     tier = _param(kwargs, "service_tier")
-    if isinstance(tier, str):
+    if isinstance(tier, str) and tier != "auto":  # the OpenAI refinement leaves out the default
         attrs[sc.OPENAI_REQUEST_SERVICE_TIER] = tier
     return {k: v for k, v in attrs.items() if v is not None}
 
@@ -202,6 +216,7 @@ def input_messages(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, 
 
 def chat_request_attributes(kwargs: Mapping[str, Any], capture_content: bool) -> dict[str, Any]:
     attrs = _sampling_attributes(kwargs)
+    attrs[sc.OPENAI_API_TYPE] = "chat_completions"
     response_format = _param(kwargs, "response_format")
     fmt = "json_schema" if isinstance(response_format, type) else get(response_format, "type")
     if fmt == "text":

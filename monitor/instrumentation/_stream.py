@@ -5,8 +5,11 @@ Why a ``wrapt.ObjectProxy``: the app gets back something that *is* the provider'
 so code written against the provider's types keeps working. The proxy pulls chunks only when the app
 does (nothing is read ahead), feeds each chunk to a provider-specific :class:`Accumulator`, and ends
 the span exactly once, on the first of: exhaustion, an exception while iterating, ``close()``,
-leaving a ``with`` block, or garbage collection of an abandoned stream (``weakref.finalize``; the
-callback holds the call state, never the proxy, so it cannot keep the stream alive).
+leaving a ``with`` block, closing the HTTP response taken from ``stream.response`` (what the SDK's
+``.stream()`` helpers do on early exit), or garbage collection of an abandoned stream
+(``weakref.finalize``; the callback holds the call state, never the proxy, so it cannot keep the
+stream alive). A failure the provider reports *inside* the stream without raising (an accumulator's
+``failure()``) still marks the span ERROR.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import weakref
 from typing import Any, Protocol
 
 import wrapt
+from opentelemetry import trace
 
+from monitor import semconv as sc
 from monitor._guard import guard
 from monitor.instrumentation._genai import LLMCall
 
-__all__ = ["Accumulator", "AsyncStreamProxy", "StreamState", "SyncStreamProxy"]
+__all__ = ["Accumulator", "AsyncStreamProxy", "StreamState", "SyncStreamProxy", "end_failed"]
 
 
 class Accumulator(Protocol):
@@ -32,6 +37,19 @@ class Accumulator(Protocol):
     def attributes(self, capture_content: bool) -> dict[str, Any]:
         """Response attributes for what was received so far (also after an early close)."""
         ...
+
+    # Optional: ``failure() -> tuple[str, str] | None`` — (error.type, status message) when the stream
+    # carried a provider-reported failure (e.g. a Responses ``response.failed`` event).
+
+
+def end_failed(call: LLMCall, error_type: str, message: str) -> None:
+    """End ``call`` as failed without an exception: the provider answered, but with a failure."""
+    if call.ended:
+        return
+    with guard("llm.end_failed"):
+        call.set_attributes({sc.ERROR_TYPE: error_type})
+        call.span.set_status(trace.Status(trace.StatusCode.ERROR, message[:1024]))
+    call.end()
 
 
 class StreamState:
@@ -51,12 +69,17 @@ class StreamState:
     def finish(self, exc: BaseException | None = None) -> None:
         if self.call.ended:
             return
+        failure = None
         with guard("stream.finish"):
             self.call.set_attributes(self.acc.attributes(self.call.capture_content))
-        if exc is None:
-            self.call.end()
-        else:
+            failed = getattr(self.acc, "failure", None)
+            failure = failed() if callable(failed) else None
+        if exc is not None:
             self.call.fail(exc)
+        elif failure is not None:
+            end_failed(self.call, *failure)
+        else:
+            self.call.end()
 
 
 def _finalizer(proxy: object, state: StreamState) -> weakref.finalize[Any, Any] | None:
@@ -67,12 +90,58 @@ def _finalizer(proxy: object, state: StreamState) -> weakref.finalize[Any, Any] 
     return fin
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):
+class _ClosingResponse(wrapt.ObjectProxy):
+    """The stream's HTTP response, handed out by ``stream.response``: closing it also ends the span.
+
+    The SDK's ``chat.completions.stream()`` / ``responses.stream()`` helpers keep ``raw.response``
+    and close *it* (not the stream) when their ``with`` block exits early.
+    """
+
+    def __init__(self, response: Any, state: StreamState) -> None:
+        super().__init__(response)
+        self._self_state = state
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_state.finish()
+
+    async def aclose(self) -> Any:
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            self._self_state.finish()
+
+
+class _ResponseAccess:
+    """``stream.response`` through a proxy that notices ``close()`` (shared by both stream proxies)."""
+
+    __wrapped__: Any
+    _self_state: StreamState
+    _self_response: _ClosingResponse | None = None
+
+    @property
+    def response(self) -> Any:
+        real = self.__wrapped__.response
+        held = self._self_response
+        if held is None or held.__wrapped__ is not real:
+            held = _ClosingResponse(real, self._self_state)
+            self._self_response = held
+        return held
+
+    @response.setter
+    def response(self, value: Any) -> None:
+        self.__wrapped__.response = value
+
+
+class SyncStreamProxy(_ResponseAccess, wrapt.ObjectProxy):
     """Proxy for a synchronous stream (iterator + context manager + ``close()``)."""
 
     def __init__(self, stream: Any, state: StreamState) -> None:
         super().__init__(stream)
         self._self_state = state
+        self._self_response = None
         self._self_finalizer = _finalizer(self, state)
 
     def _self_done(self, exc: BaseException | None = None) -> None:
@@ -112,12 +181,13 @@ class SyncStreamProxy(wrapt.ObjectProxy):
             self._self_done()
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy):
+class AsyncStreamProxy(_ResponseAccess, wrapt.ObjectProxy):
     """Proxy for an asynchronous stream (async iterator + async context manager + ``await close()``)."""
 
     def __init__(self, stream: Any, state: StreamState) -> None:
         super().__init__(stream)
         self._self_state = state
+        self._self_response = None
         self._self_finalizer = _finalizer(self, state)
 
     def _self_done(self, exc: BaseException | None = None) -> None:

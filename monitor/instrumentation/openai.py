@@ -1,25 +1,37 @@
-"""OpenAI instrumentor: chat completions, legacy completions and embeddings; sync, async, streaming.
+"""OpenAI instrumentor: chat completions, the Responses API, legacy completions and embeddings.
 
 Patches the SDK's resource classes (so every client instance, including ``AzureOpenAI`` and clients
 created before ``init``, is covered):
 
-* ``openai.resources.chat.completions.completions``: ``Completions.create``, ``AsyncCompletions.create``
-  and ``.parse`` on both (structured outputs; the ``.stream()`` helper goes through ``create``)
-* ``openai.resources.completions``: ``Completions.create``, ``AsyncCompletions.create`` (legacy text)
-* ``openai.resources.embeddings``: ``Embeddings.create``, ``AsyncEmbeddings.create``
+* ``openai.resources.chat.completions.completions``: ``Completions.create`` / ``.parse`` and their
+  ``AsyncCompletions`` twins. The ``.stream()`` helper calls ``create(stream=True)`` when its ``with``
+  block is entered, so it gets exactly one span too.
+* ``openai.resources.responses.responses`` (when the installed SDK has it): ``Responses.create`` and
+  ``.parse`` (which posts on its own, not through ``create``), sync and async. ``responses.stream(...)``
+  goes through ``create(stream=True)``: one span. Operation ``chat``, ``openai.api.type=responses``
+  (``_openai_responses``).
+* ``openai.resources.completions`` (legacy text) and ``openai.resources.embeddings``.
 
 One span per call, named ``{operation} {model}``, kind CLIENT, with the current OTel GenAI attributes
-(see ``_openai_extract``). Streams (``stream=True``) come back wrapped in a proxy that is still an
-``openai.Stream`` / ``openai.AsyncStream`` (``_stream``). ``openai`` itself is imported only when
-``instrument()`` runs, so the registry can load this class without the library present.
+(``_openai_extract``, ``_openai_responses``). ``gen_ai.provider.name`` is ``azure.ai.openai`` for Azure
+clients, whose deployment stands in for a missing ``model``. Streams (``stream=True``) come back
+wrapped in a proxy that is still an ``openai.Stream`` / ``openai.AsyncStream`` (``_stream``): lazy,
+TTFT, usage, early close and errors mid-stream. ``with_raw_response`` / ``with_streaming_response``
+calls get their response attributes without the app losing its body (``_openai_raw``). ``openai``
+itself is imported only when ``instrument()`` runs, so the registry can load this class without it.
 
-Not covered yet (later issues): the Responses API, and the ``with_raw_response`` /
-``with_streaming_response`` wrappers, whose calls get a span without response attributes.
+Not covered (no span, or a span with less): ``responses.stream(response_id=...)`` and
+``responses.retrieve(stream=True)`` (re-reading a stored response: no span); ``with_streaming_response``
+bodies read with ``iter_lines()`` / ``read()`` instead of ``parse()`` (request attributes only);
+``with_raw_response`` wrappers built before ``instrument()`` (the SDK caches them per client:
+``client.chat.completions.with_raw_response`` taken earlier keeps the original ``create``); the
+Realtime, Assistants, Batch, image, audio, moderation and file endpoints; Responses over WebSocket.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +39,16 @@ from typing import Any
 from monitor import semconv as sc
 from monitor._guard import guard
 from monitor.instrumentation import _openai_extract as ex
+from monitor.instrumentation import _openai_raw as raw
+from monitor.instrumentation import _openai_responses as rx
 from monitor.instrumentation._genai import LLMCall
-from monitor.instrumentation._stream import Accumulator, AsyncStreamProxy, StreamState, SyncStreamProxy
+from monitor.instrumentation._stream import (
+    Accumulator,
+    AsyncStreamProxy,
+    StreamState,
+    SyncStreamProxy,
+    end_failed,
+)
 from monitor.instrumentation.base import Instrumentor
 
 __all__ = ["OpenAIInstrumentor"]
@@ -36,6 +56,7 @@ __all__ = ["OpenAIInstrumentor"]
 _CHAT_MODULE = "openai.resources.chat.completions.completions"
 _COMPLETIONS_MODULE = "openai.resources.completions"
 _EMBEDDINGS_MODULE = "openai.resources.embeddings"
+_RESPONSES_MODULE = "openai.resources.responses.responses"
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,8 @@ class Operation:
     request: Callable[[Mapping[str, Any], bool], dict[str, Any]]
     response: Callable[[Any, bool], dict[str, Any]]
     accumulator: Callable[[], Accumulator] | None = None
+    # (error.type, message) when a successful HTTP answer reports a failed generation.
+    failure: Callable[[Any], tuple[str, str] | None] | None = None
 
 
 CHAT = Operation(
@@ -62,6 +85,27 @@ TEXT_COMPLETION = Operation(
 EMBEDDINGS = Operation(
     sc.OP_EMBEDDINGS, "embedding", ex.embeddings_request_attributes, ex.embeddings_response_attributes
 )
+RESPONSES = Operation(
+    sc.OP_CHAT,
+    "llm",
+    rx.responses_request_attributes,
+    rx.responses_response_attributes,
+    rx.ResponsesAccumulator,
+    rx.responses_failure,
+)
+
+
+def _available(module: str, path: str) -> bool:
+    """Does the installed SDK have ``module.path``? (Older SDKs lack the Responses API.)"""
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError:
+        return False
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return False
+    return True
 
 
 class OpenAIInstrumentor(Instrumentor):
@@ -83,7 +127,11 @@ class OpenAIInstrumentor(Instrumentor):
             (_CHAT_MODULE, "Completions.parse", "AsyncCompletions.parse", CHAT),  # structured outputs
             (_COMPLETIONS_MODULE, "Completions.create", "AsyncCompletions.create", TEXT_COMPLETION),
             (_EMBEDDINGS_MODULE, "Embeddings.create", "AsyncEmbeddings.create", EMBEDDINGS),
+            (_RESPONSES_MODULE, "Responses.create", "AsyncResponses.create", RESPONSES),
+            (_RESPONSES_MODULE, "Responses.parse", "AsyncResponses.parse", RESPONSES),
         ):
+            if not (_available(module, sync_path) and _available(module, async_path)):
+                continue
             self._wrap(module, sync_path, functools.partial(self._call_sync, op))
             self._wrap(module, async_path, functools.partial(self._call_async, op))
 
@@ -100,21 +148,55 @@ class OpenAIInstrumentor(Instrumentor):
             return LLMCall.start(self.tracer, name, attrs, capture)
         return None
 
+    def _stream_proxy(self, op: Operation, call: LLMCall, result: Any) -> Any:
+        """A type-preserving proxy if ``result`` is an SDK stream this operation can read, else None."""
+        if op.accumulator is None or self._stream_types is None:
+            return None
+        sync_type, async_type = self._stream_types
+        if isinstance(result, sync_type):
+            return SyncStreamProxy(result, StreamState(call, op.accumulator()))
+        if isinstance(result, async_type):
+            return AsyncStreamProxy(result, StreamState(call, op.accumulator()))
+        return None
+
     def _finish(self, op: Operation, call: LLMCall, result: Any) -> Any:
-        """Record the response, or hand a stream to a proxy that finishes the span later."""
+        """Record the response, or hand a stream / raw response to a proxy that finishes the span later."""
+        failure = None
         with guard(f"openai.{op.name}.response"):
             if not call.recording:
                 call.end()
                 return result
-            if op.accumulator is not None and self._stream_types is not None:
-                sync_type, async_type = self._stream_types
-                if isinstance(result, sync_type):
-                    return SyncStreamProxy(result, StreamState(call, op.accumulator()))
-                if isinstance(result, async_type):
-                    return AsyncStreamProxy(result, StreamState(call, op.accumulator()))
+            proxy = self._stream_proxy(op, call, result)
+            if proxy is not None:
+                return proxy
+            kind = raw.raw_kind(result)
+            if kind == "legacy":
+                return self._finish_legacy_raw(op, call, result)
+            if kind is not None:
+                cls = raw.AsyncStreamedRawProxy if kind == "streamed_async" else raw.StreamedRawProxy
+                return cls(result, call, functools.partial(self._finish, op, call))
             call.set_attributes(op.response(result, call.capture_content))
-        call.end()
+            failure = op.failure(result) if op.failure is not None else None
+        if failure is not None:
+            end_failed(call, *failure)
+        else:
+            call.end()
         return result
+
+    def _finish_legacy_raw(self, op: Operation, call: LLMCall, response: Any) -> Any:
+        """``with_raw_response``: read the parsed result from the response's cache, return the response.
+
+        A streamed one gets our proxy in that cache (the span ends when the app consumes it);
+        anything else is recorded and ends the span now. See ``_openai_raw``.
+        """
+        parsed = raw.parse_quietly(response)
+        proxy = self._stream_proxy(op, call, parsed)
+        if proxy is not None and raw.wrap_legacy_stream(response, parsed, proxy):
+            return response
+        if proxy is None and parsed is not None:
+            self._finish(op, call, parsed)
+        call.end()
+        return response
 
     # -- wrappers (wrapt signature: wrapped, instance, args, kwargs) ----------------------------------
 

@@ -75,6 +75,7 @@ def chat_attributes(server: FakeOpenAIServer, response_id: str, **extra: Any) ->
         sc.GEN_AI_PROVIDER_NAME: "openai",
         sc.LLM_MONITOR_SPAN_KIND: "llm",
         sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+        sc.OPENAI_API_TYPE: "chat_completions",
         sc.SERVER_ADDRESS: "127.0.0.1",
         sc.SERVER_PORT: server.port,
         sc.GEN_AI_REQUEST_TEMPERATURE: 0.3,
@@ -299,15 +300,63 @@ def test_capture_content_false_drops_texts(client: openai.OpenAI) -> None:
     assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)  # [[reply]] beats tools
 
 
-def test_azure_client_provider_name(rec: SpanRecorder, server: FakeOpenAIServer) -> None:
+def test_azure_deployment_client(rec: SpanRecorder, server: FakeOpenAIServer) -> None:
     azure = openai.AzureOpenAI(
-        azure_endpoint=server.url, api_key="k", api_version="2024-06-01", max_retries=0
+        azure_endpoint=server.url,
+        api_key="k",
+        api_version="2024-10-21",
+        azure_deployment="gpt-4o",
+        max_retries=0,
     )
-    with pytest.raises(openai.NotFoundError):  # the fake serves /v1 only: the call fails, the span stays
-        azure.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    span = rec.one("chat gpt-4o-mini")
+    resp = azure.chat.completions.create(model="my-gpt4o", messages=MESSAGES, temperature=0.3)
+    assert server.requests[-1][0] == "/openai/deployments/gpt-4o/chat/completions"
+    no_model = azure.chat.completions.create(model=None, messages=MESSAGES)  # type: ignore[arg-type]
+    s1, s2 = rec.spans()
+    assert s1.name == "chat my-gpt4o"
+    assert {k: s1.attributes[k] for k in (sc.GEN_AI_PROVIDER_NAME, sc.SERVER_ADDRESS, sc.SERVER_PORT)} == {
+        sc.GEN_AI_PROVIDER_NAME: "azure.ai.openai",
+        sc.SERVER_ADDRESS: "127.0.0.1",
+        sc.SERVER_PORT: server.port,
+    }
+    assert s1.attributes[sc.GEN_AI_REQUEST_MODEL] == "my-gpt4o"  # what the app asked for
+    assert s1.attributes[sc.GEN_AI_RESPONSE_MODEL] == resp.model == "gpt-4o-2024-08-06"  # what served it
+    assert s1.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == count_message_tokens(MESSAGES)
+    assert s2.name == "chat gpt-4o"  # no model given: the deployment is the model
+    assert s2.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-4o"
+    assert s2.attributes[sc.GEN_AI_RESPONSE_ID] == no_model.id
+
+
+def test_azure_endpoint_client_streams_and_responses(rec: SpanRecorder, server: FakeOpenAIServer) -> None:
+    azure = openai.AzureOpenAI(
+        azure_endpoint=server.url, api_key="k", api_version="2024-10-21", max_retries=0
+    )
+    chunks = list(azure.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert server.requests[-1][0] == "/openai/deployments/gpt-4o-mini/chat/completions"
+    resp = azure.responses.create(model="gpt-4o-mini", input=MESSAGES[1]["content"])
+    assert server.requests[-1][0] == "/openai/responses"
+    s1, s2 = rec.spans()
+    assert (
+        s1.attributes[sc.GEN_AI_PROVIDER_NAME] == s2.attributes[sc.GEN_AI_PROVIDER_NAME] == "azure.ai.openai"
+    )
+    assert s1.attributes[sc.GEN_AI_RESPONSE_ID] == chunks[0].id
+    assert s1.attributes[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert s2.attributes[sc.OPENAI_API_TYPE] == "responses"
+    assert s2.attributes[sc.GEN_AI_RESPONSE_ID] == resp.id
+
+
+def test_azure_error_keeps_provider(rec: SpanRecorder, server: FakeOpenAIServer) -> None:
+    azure = openai.AzureOpenAI(
+        azure_endpoint=server.url,
+        api_key="k",
+        api_version="2024-10-21",
+        azure_deployment="gpt-4o",
+        max_retries=0,
+    )
+    with pytest.raises(openai.BadRequestError):  # Azure's /openai/responses needs the deployment as model
+        azure.responses.create(input="hi")
+    span = rec.one("chat gpt-4o")
     assert span.attributes[sc.GEN_AI_PROVIDER_NAME] == "azure.ai.openai"
-    assert span.attributes[sc.ERROR_TYPE] == "NotFoundError"
+    assert span.attributes[sc.ERROR_TYPE] == "BadRequestError"
 
 
 def test_embeddings_sync_and_async(
@@ -481,3 +530,63 @@ def test_structured_output_parse(rec: SpanRecorder, client: openai.OpenAI) -> No
     assert json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
         {"type": "text", "content": resp.choices[0].message.content}
     ]
+
+
+def test_parallel_tool_calls_and_results_in_the_input(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    calls = [
+        {
+            "id": "call_a",
+            "type": "function",
+            "function": {"name": "lookup_order", "arguments": '{"order_id": "A"}'},
+        },
+        {"id": "call_b", "type": "function", "function": {"name": "lookup_order", "arguments": "not json"}},
+    ]
+    messages = [
+        {"role": "user", "content": "Where are orders A and B?"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "call_a", "content": "shipped"},
+        {"role": "tool", "tool_call_id": "call_b", "content": [{"type": "text", "text": "pending"}]},
+    ]
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=TOOLS)
+    (span,) = rec.spans()
+    assert json.loads(span.attributes[sc.GEN_AI_INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Where are orders A and B?"}]},
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "tool_call", "id": "call_a", "name": "lookup_order", "arguments": {"order_id": "A"}},
+                {"type": "tool_call", "id": "call_b", "name": "lookup_order", "arguments": "not json"},
+            ],
+        },
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_a", "response": "shipped"}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_b", "response": "pending"}]},
+    ]
+    assert (
+        span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS]
+        == resp.usage.prompt_tokens
+        == count_message_tokens(messages)
+    )
+
+
+def test_failed_response_object_maps_to_error() -> None:
+    """A ``Response`` with ``status="failed"`` (as background responses end) is a failure, not a success."""
+    from openai.types.responses import Response
+
+    from monitor.demo.fake_replies import Markers
+    from monitor.demo.fake_responses import FAILURE_MESSAGE, plan_response, response_object
+    from monitor.instrumentation._openai_responses import responses_failure, responses_response_attributes
+
+    body = {"model": "gpt-4o", "input": "[[reply:partial answer]]"}
+    plan = plan_response(body, Markers.parse(body["input"]), lambda k: f"{k}_1", 0)
+    error = {"code": "server_error", "message": FAILURE_MESSAGE}
+    failed = Response.construct(**response_object(plan, "failed", error))
+    assert responses_failure(failed) == ("server_error", f"server_error: {FAILURE_MESSAGE}")
+    assert responses_response_attributes(failed, True) == {
+        sc.GEN_AI_RESPONSE_ID: "resp_1",
+        sc.GEN_AI_RESPONSE_MODEL: "gpt-4o-2024-08-06",
+        sc.OPENAI_RESPONSE_SERVICE_TIER: "default",
+        sc.GEN_AI_RESPONSE_FINISH_REASONS: ["failed"],
+        sc.GEN_AI_OUTPUT_MESSAGES: '[{"role":"assistant","parts":[],"finish_reason":"error"}]',
+    }
+    done = Response.construct(**response_object(plan))
+    assert responses_failure(done) is None

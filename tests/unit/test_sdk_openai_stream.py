@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from monitor import semconv as sc
-from monitor.demo.fake_openai import FakeOpenAIServer, count_message_tokens, count_tokens
+from monitor.demo.fake_openai import FakeOpenAIServer, count_message_tokens, count_tokens, fake_markers
 from monitor.testing import SpanRecorder, recording, reset_global_tracer_provider
 
 REPLY = "Orders ship within two business days and tracking follows by email."
@@ -78,6 +78,7 @@ def test_sync_stream_with_usage(rec: SpanRecorder, client: openai.OpenAI, server
         sc.LLM_MONITOR_SPAN_KIND: "llm",
         sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
         sc.GEN_AI_REQUEST_STREAM: True,
+        sc.OPENAI_API_TYPE: "chat_completions",
         sc.SERVER_ADDRESS: "127.0.0.1",
         sc.SERVER_PORT: server.port,
         sc.GEN_AI_INPUT_MESSAGES: json.dumps(
@@ -264,3 +265,146 @@ def test_sampled_out_calls_return_the_plain_stream(client: openai.OpenAI) -> Non
         assert _text(list(stream)) == REPLY
         assert rec.spans() == []
     reset_global_tracer_provider()
+
+
+# -- the .stream() helpers, early exits and faults the fake injects ------------------------------------
+
+
+def _without_ttft(span: Any) -> dict[str, Any]:
+    attrs = dict(span.attributes)
+    assert attrs.pop(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK) > 0
+    attrs.pop(sc.GEN_AI_RESPONSE_ID)
+    return attrs
+
+
+def test_stream_helper_is_one_span_like_the_iterator_form(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    options = {"include_usage": True}
+    list(
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options=options
+        )
+    )
+    with client.chat.completions.stream(
+        model="gpt-4o-mini", messages=MESSAGES, stream_options=options
+    ) as stream:
+        assert len(rec.spans()) == 1  # the helper's span is still open
+        text = "".join(e.delta for e in stream if e.type == "content.delta")
+        final = stream.get_final_completion()
+    assert text == REPLY == final.choices[0].message.content
+    plain, helper = rec.spans()
+    assert helper.name == "chat gpt-4o-mini"
+    assert helper.attributes[sc.GEN_AI_RESPONSE_ID] == final.id
+    assert _without_ttft(helper) == _without_ttft(plain)
+    assert helper.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == count_tokens(REPLY)
+
+
+def test_async_stream_helper_with_tool_call(rec: SpanRecorder, aclient: openai.AsyncOpenAI) -> None:
+    msgs = [{"role": "user", "content": "Where is order ORD-5678?"}]
+
+    async def run() -> Any:
+        async with aclient.chat.completions.stream(model="gpt-4o-mini", messages=msgs, tools=TOOLS) as stream:
+            async for _ in stream:
+                pass
+            return await stream.get_final_completion()
+
+    final = asyncio.run(run())
+    call = final.choices[0].message.tool_calls[0]
+    (span,) = rec.spans()
+    assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_calls",)  # raw provider value
+    assert json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {
+                    "type": "tool_call",
+                    "id": call.id,
+                    "name": "lookup_order",
+                    "arguments": {"order_id": "ORD-5678"},
+                }
+            ],
+            "finish_reason": "tool_call",  # GenAI enum
+        }
+    ]
+
+
+def test_stream_helper_left_early_ends_at_the_with_exit(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    with client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+        first = next(e.delta for e in stream if e.type == "content.delta" and e.delta)
+        assert rec.spans() == []
+    (span,) = rec.spans()
+    assert span.status.status_code is StatusCode.UNSET
+    assert sc.GEN_AI_RESPONSE_FINISH_REASONS not in span.attributes
+    assert json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": first}]}
+    ]
+
+
+def test_break_then_close_ends_the_span_at_close(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    assert rec.spans() == []
+    stream.close()
+    (span,) = rec.spans()
+    assert json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": chunk.choices[0].delta.content}
+    ]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_server_breaking_the_stream_is_an_error_and_the_sdk_error_reaches_the_app(
+    rec: SpanRecorder, client: openai.OpenAI, aclient: openai.AsyncOpenAI, mode: str
+) -> None:
+    kwargs: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": MESSAGES,
+        "stream": True,
+        "extra_headers": fake_markers("[[break:3]]"),
+    }
+    got: list[Any] = []
+
+    async def consume_async() -> None:
+        async for c in await aclient.chat.completions.create(**kwargs):
+            got.append(c)
+
+    with pytest.raises(openai.APIConnectionError) as info:
+        if mode == "sync":
+            for c in client.chat.completions.create(**kwargs):
+                got.append(c)
+        else:
+            asyncio.run(consume_async())
+    assert len(got) == 3
+    (span,) = rec.spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description.startswith("APIConnectionError: ")
+    assert span.attributes[sc.ERROR_TYPE] == "APIConnectionError"
+    (event,) = span.events
+    assert event.attributes["exception.type"].endswith(type(info.value).__name__)
+    assert sc.GEN_AI_RESPONSE_FINISH_REASONS not in span.attributes
+    partial = "".join(c.choices[0].delta.content or "" for c in got)
+    assert json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": partial}
+    ]
+
+
+def test_length_finish_reason_raw_and_enum(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    msgs = [{"role": "user", "content": "[[reply:one two three four]]"}]
+    list(client.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True, max_tokens=2))
+    (span,) = rec.spans()
+    assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("length",)
+    assert json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "one two"}], "finish_reason": "length"}
+    ]
+
+
+def test_stream_response_attribute_keeps_its_type(rec: SpanRecorder, client: openai.OpenAI) -> None:
+    import httpx2
+
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    assert isinstance(stream.response, httpx2.Response)
+    assert stream.response is stream.response  # one proxy per response, not one per access
+    assert stream.response.headers["x-request-id"].startswith("req_fake_")
+    stream.response.close()  # closing the HTTP response ends the span once
+    stream.close()
+    assert len(rec.spans()) == 1
