@@ -38,13 +38,16 @@ if TYPE_CHECKING:
 __all__ = [
     "MODEL_KINDS",
     "QUANTILE",
+    "SEGMENT_COLUMNS",
     "by_model",
     "filter_options",
     "list_traces",
     "overview_kpis",
     "pick_bucket_seconds",
+    "segment_expr",
     "timeseries",
     "trace_spans",
+    "window_metrics",
 ]
 
 MODEL_KINDS: tuple[str, ...] = ("llm", "embedding")
@@ -539,3 +542,96 @@ def filter_options(
         "users": list(row["users"]),
         "sessions": list(row["sessions"]),
     }
+
+
+# --- per-window, per-segment metrics (issue 5 item 6) ------------------------------------------------
+
+# Span columns a caller may group by. Anything else is refused: names reach SQL text, values never do.
+# ``attributes.<key>`` / ``resource.<key>`` group by one map entry (the key is a bound parameter).
+SEGMENT_COLUMNS: tuple[str, ...] = (
+    "project", "service", "environment", "provider", "model", "request_model", "response_model", "prompt_name",
+    "prompt_version", "finish_reason", "status", "name", "convention", "user_id", "session_id",
+)  # fmt: skip
+_SEGMENT_MAPS = ("attributes", "resource")
+
+
+def segment_expr(name: str, i: int, params: dict[str, Any]) -> str:
+    """SQL for the segment ``name``: a whitelisted column, or a map entry whose key goes into ``params``.
+
+    ``i`` makes the parameter name unique per segment. Raises ``ValueError`` (one line) for anything else.
+    """
+    if name in SEGMENT_COLUMNS:
+        return name
+    prefix, dot, key = name.partition(".")
+    if dot and prefix in _SEGMENT_MAPS and key:
+        params[f"seg_key_{i}"] = key
+        return f"{prefix}[{{seg_key_{i}:String}}]"
+    raise ValueError(
+        f"cannot segment by {name!r}: use one of {', '.join(SEGMENT_COLUMNS)}, attributes.<key> or resource.<key>"
+    )
+
+
+def window_metrics(
+    store: Store,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    bucket_seconds: int | None = None,
+    segment_by: Sequence[str] = (),
+    project: str | None = None,
+    service: str | Sequence[str] | None = None,
+    model: str | Sequence[str] | None = None,
+    kinds: Sequence[str] = MODEL_KINDS,
+) -> pd.DataFrame:
+    """Model-call metrics per time bucket (``bucket_seconds``; ``None``: the whole window) and segment.
+
+    ``segment_by`` names :data:`SEGMENT_COLUMNS` or ``attributes.<key>``/``resource.<key>`` (e.g.
+    ``("service", "model", "prompt_version")``); each becomes a column of that name. Columns after them:
+    ``requests, errors, error_rate, latency_p50/p95/p99_ms, ttft_p50/p95/p99_ms, streamed_calls,
+    input/output/total_tokens, cost_usd, priced_calls, unpriced_calls``. Percentiles are exact
+    (:data:`QUANTILE`); a rate or percentile of nothing is NaN and ``cost_usd`` is NaN when no call was
+    priced (never a silent 0). Without buckets or segments there is exactly one row, even for an empty
+    window; otherwise one row per group that has calls. Ordered by bucket, then segments.
+    """
+    s, e = _window(start, end)
+    where, params = _where(start=s, end=e, project=project, service=service, model=model, kinds=kinds)
+    names = list(segment_by)
+    if len(set(names)) != len(names):
+        raise ValueError(f"segment_by repeats a segment: {names}")
+    select: list[str] = []
+    keys: list[str] = []
+    if bucket_seconds is not None:
+        if int(bucket_seconds) <= 0:
+            raise ValueError("bucket_seconds must be a positive number of seconds or None")
+        params["bucket"] = int(bucket_seconds)
+        select.append(
+            "toDateTime(toStartOfInterval(start_time, INTERVAL {bucket:UInt32} SECOND), 'UTC') AS bucket"
+        )
+        keys.append("bucket")
+    for i, name in enumerate(names):
+        select.append(f"{segment_expr(name, i, params)} AS seg_{i}")
+        keys.append(f"seg_{i}")
+    levels = "(0.5, 0.95, 0.99)"
+    aggregates = f"""
+        count() AS requests,
+        countIf(status = 'error') AS errors,
+        errors / requests AS error_rate,
+        {_QUANTILES}{levels}(duration_ms) AS latency_q,
+        latency_q[1] AS latency_p50_ms, latency_q[2] AS latency_p95_ms, latency_q[3] AS latency_p99_ms,
+        {_QUANTILES}{levels}(ttft_ms) AS ttft_q,
+        ttft_q[1] AS ttft_p50_ms, ttft_q[2] AS ttft_p95_ms, ttft_q[3] AS ttft_p99_ms,
+        countIf(ttft_ms IS NOT NULL) AS streamed_calls,
+        sum(input_tokens) AS input_tokens,
+        sum(output_tokens) AS output_tokens,
+        sum(if(total_tokens > 0, total_tokens, input_tokens + output_tokens)) AS total_tokens,
+        sum(cost_usd) AS cost_usd,
+        countIf(cost_usd IS NOT NULL) AS priced_calls,
+        countIf(cost_usd IS NULL) AS unpriced_calls
+    """
+    grouping = f"GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
+    sql = f"SELECT {', '.join([*select, aggregates])} FROM {_SPANS} FINAL WHERE {where} {grouping}"
+    df = _run_df(store, sql, params).drop(columns=["latency_q", "ttft_q"])
+    df = df.rename(columns={f"seg_{i}": name for i, name in enumerate(names)})
+    df = _as_utc_columns(df, "bucket")
+    df.attrs["bucket_seconds"] = bucket_seconds
+    return df

@@ -28,7 +28,10 @@ __all__ = ["JOBS", "build_scheduler", "known_jobs"]
 log = logging.getLogger("llm_monitor.analyzers")
 
 # Jobs that are not per-span analyzers: ``module:Class`` taking (settings: AnalyzerSettings, project: str).
-JOBS: dict[str, str] = {"drift": "monitor.analyzers.drift:DriftJob"}
+JOBS: dict[str, str] = {
+    "drift": "monitor.analyzers.drift:DriftJob",
+    "acceptance": "monitor.analyzers.acceptance_job:AcceptanceJob",
+}
 
 
 def known_jobs() -> tuple[str, ...]:
