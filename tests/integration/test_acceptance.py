@@ -601,3 +601,40 @@ def test_compare_arguments_are_checked_and_bound(store: Any) -> None:
         store, a={"prompt_version": 2}, b={"prompt_version": "3"}, **WINDOW, min_samples=1
     )
     assert ok["latency_ms"].n_a == 1  # numbers are compared as the strings the column holds
+
+
+def test_acceptance_job_stores_decisions_as_scores_and_follows_new_feedback(store: Any) -> None:
+    from monitor.analyzers.acceptance_job import AcceptanceJob
+    from monitor.analyzers.config import AnalyzerSettings
+
+    insert_spans(store, [gen(i, at=i) for i in range(4)])
+    insert_feedback(
+        store,
+        [
+            {"response_id": "resp-0", "kind": "copy"},
+            {"response_id": "resp-1", "kind": "thumbs", "value": 0},
+            {"span_id": sid(2), "kind": "rating", "value": 5},
+            {"trace_id": tid(3), "kind": "comment", "comment": "meh"},  # not a decision
+        ],
+    )
+    job = AcceptanceJob(AnalyzerSettings("acceptance", options={"lookback_hours": 3}))
+    horizon = NOW + dt.timedelta(hours=2)
+
+    def stored() -> dict[str, tuple[float, str]]:
+        rows = store.query(
+            f"SELECT span_id, value, label FROM {store.table('scores')} FINAL WHERE analyzer = 'acceptance'"
+        ).result_rows
+        return {s: (v, label) for s, v, label in rows}
+
+    assert job.run(store, horizon) == 3
+    assert stored() == {
+        sid(0): (1.0, "accepted:copy"),
+        sid(1): (0.0, "rejected:thumbs"),
+        sid(2): (1.0, "accepted:rating"),
+    }
+    assert job.run(store, horizon) == 0  # no new feedback: nothing recomputed
+    insert_feedback(store, [{"response_id": "resp-0", "kind": "regenerate", "after": 30}])
+    assert job.run(store, horizon) == 3
+    assert stored()[sid(0)] == (0.0, "rejected:regenerate")  # the later decision replaced the copy
+    with pytest.raises(AnalyzerConfigError, match="lookback_hours must be a positive number"):
+        AcceptanceJob(AnalyzerSettings("acceptance", options={"lookback_hours": 0}))
