@@ -36,8 +36,10 @@ def test_migrate_then_query_formats(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert [x["name"] for x in json.loads(r.stdout)] == [
         "alerts",
+        "analyzer_state",
         "drift",
         "feedback",
+        "profiles",
         "schema_version",
         "scores",
         "spans",
