@@ -19,9 +19,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -192,7 +193,22 @@ def _pb_attrs(kvs: Any) -> dict[str, Any]:
 
 
 def decode_traces_protobuf(data: bytes) -> list[Span]:
-    """Decode a protobuf ExportTraceServiceRequest (unknown fields ignored, as OTLP requires)."""
+    """Decode a protobuf ExportTraceServiceRequest (unknown fields ignored, as OTLP requires).
+
+    The native decoder (``collectors/_otlp_native.c``, ≈5x faster) when it is built, else upb; both give
+    identical spans and refuse the same bodies (tests/unit/test_otlp_native.py).
+    """
+    if _native is not None:
+        try:
+            spans: list[Span] = _native.decode_traces(data)
+        except ValueError as e:
+            raise MalformedPayload(f"body is not a valid protobuf ExportTraceServiceRequest ({e})") from None
+        return spans
+    return decode_traces_upb(data)
+
+
+def decode_traces_upb(data: bytes) -> list[Span]:
+    """The upb (protobuf package) decoder: the fallback, and the reference the native one is tested against."""
     try:
         req = ExportTraceServiceRequest.FromString(data)
     except (DecodeError, RecursionError) as e:
@@ -230,6 +246,31 @@ def decode_traces_protobuf(data: bytes) -> list[Span]:
                     )
                 )
     return spans
+
+
+def _load_native() -> Any:
+    """The native decoder configured for :class:`Span`/:class:`SpanEvent`, or None (not built, disabled by
+    ``LLM_MONITOR_NATIVE_DECODE=0``, or the classes changed shape: it fills their slots by position)."""
+    if os.environ.get("LLM_MONITOR_NATIVE_DECODE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        from collectors import _otlp_native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    span_fields = tuple(f.name for f in fields(Span))
+    event_fields = tuple(f.name for f in fields(SpanEvent))
+    if len(span_fields) != _NATIVE_SPAN_FIELDS or len(event_fields) != _NATIVE_EVENT_FIELDS:
+        return None
+    try:
+        _otlp_native.configure(Span, SpanEvent, span_fields, event_fields)
+    except TypeError:
+        return None
+    return _otlp_native
+
+
+_NATIVE_SPAN_FIELDS = 14  # what _otlp_native.c fills, in Span's field order
+_NATIVE_EVENT_FIELDS = 3
+_native = _load_native()
 
 
 # --- OTLP/JSON ---------------------------------------------------------------------------------------

@@ -93,12 +93,22 @@ def _entry_point_normalizers() -> list[Normalizer]:
     return out
 
 
+# The built-ins' matches() read only the attribute keys, the scope name and whether the resource says
+# telemetry.sdk.name = openlit; a registry of built-ins alone remembers its pick per those (a plugin may read
+# anything, so a registry with one never caches). Bounded: cleared when full.
+_BUILTIN_MODULES = frozenset(s.partition(":")[0] for s in (*BUILTIN_NORMALIZERS, FALLBACK_NORMALIZER))
+PICK_CACHE_MAX = 4096
+
+
 class NormalizerRegistry:
-    """An ordered list of normalizers plus a fallback; immutable once built, so shareable by threads."""
+    """An ordered list of normalizers plus a fallback; immutable once built, so shareable by threads
+    (its pick cache is a dict read and written under the GIL; a lost insert only costs a recomputation)."""
 
     def __init__(self, normalizers: Iterable[Normalizer], fallback: Normalizer | None = None) -> None:
         self.normalizers: tuple[Normalizer, ...] = tuple(normalizers)
         self.fallback: Normalizer = fallback if fallback is not None else _load(FALLBACK_NORMALIZER)
+        builtin = all(type(n).__module__ in _BUILTIN_MODULES for n in (*self.normalizers, self.fallback))
+        self._pick_cache: dict[tuple[Any, ...], Normalizer] | None = {} if builtin else None
 
     @classmethod
     def default(cls, *, plugins: bool = True) -> NormalizerRegistry:
@@ -114,6 +124,19 @@ class NormalizerRegistry:
         return NormalizerRegistry(items, self.fallback)
 
     def pick(self, span: Span) -> Normalizer:
+        cache = self._pick_cache
+        if cache is None:
+            return self._pick(span)
+        key = (span.scope_name, span.resource.get("telemetry.sdk.name") == "openlit", *span.attributes)
+        found = cache.get(key)
+        if found is None:
+            found = self._pick(span)
+            if len(cache) >= PICK_CACHE_MAX:
+                cache.clear()
+            cache[key] = found
+        return found
+
+    def _pick(self, span: Span) -> Normalizer:
         for n in self.normalizers:
             if n.matches(span):
                 return n

@@ -23,7 +23,7 @@ from collectors.normalize.base import Normalizer, NormalizerRegistry
 from collectors.normalize.common import ns_to_datetime, stringify_map, take_first_str, take_str
 from collectors.otlp import Span
 from monitor import semconv as sc
-from monitor.store.schema import span_row
+from monitor.store.schema import SPAN_DEFAULTS
 
 log = logging.getLogger("llm_monitor.collector")
 
@@ -104,27 +104,24 @@ def _base_row(
                     v = ea.get(sc.EXCEPTION_MESSAGE)
                     error_message = v if type(v) is str else ""
                 break
-    resource, service, environment, project = res
-    return span_row(
-        {
-            "project": project,
-            "service": service,
-            "environment": environment,
-            "trace_id": span.trace_id,
-            "span_id": span.span_id,
-            "parent_span_id": span.parent_span_id,
-            "name": span.name,
-            "start_time": ns_to_datetime(start),
-            "end_time": ns_to_datetime(end),
-            "duration_ms": (end - start) / 1e6,
-            "status": status,
-            "error_type": error_type,
-            "error_message": error_message,
-            "user_id": "" if _USER_KEY_SET.isdisjoint(attrs) else take_first_str(attrs, USER_KEYS),
-            "session_id": "" if _SESSION_KEY_SET.isdisjoint(attrs) else take_first_str(attrs, SESSION_KEYS),
-            "resource": resource,
-        }
-    )
+    # span_row() without its intermediate dict: the defaults copied, then this span's values set in place
+    row = SPAN_DEFAULTS.copy()
+    row["project"], row["service"], row["environment"], row["resource"] = res[3], res[1], res[2], res[0]
+    row["trace_id"] = span.trace_id
+    row["span_id"] = span.span_id
+    row["parent_span_id"] = span.parent_span_id
+    row["name"] = span.name
+    row["start_time"] = ns_to_datetime(start)
+    row["end_time"] = ns_to_datetime(end)
+    row["duration_ms"] = (end - start) / 1e6
+    row["status"] = status
+    row["error_type"] = error_type
+    row["error_message"] = error_message
+    row["user_id"] = "" if _USER_KEY_SET.isdisjoint(attrs) else take_first_str(attrs, USER_KEYS)
+    row["session_id"] = "" if _SESSION_KEY_SET.isdisjoint(attrs) else take_first_str(attrs, SESSION_KEYS)
+    row["tags"] = []
+    row["attributes"] = {}
+    return row
 
 
 def _pick(registry: NormalizerRegistry, span: Span) -> Normalizer:
