@@ -280,6 +280,11 @@ class CollectorServer:
         return self.batch.offer(rows, table="feedback"), len(rows)
 
     # --- status endpoints ---------------------------------------------------------------------------
+    def pending_since(self) -> Any:
+        """The oldest acceptance time of rows accepted but not yet stored, or ``None`` (see the writer)."""
+        fn = getattr(self.batch, "pending_since", None)
+        return fn() if fn is not None else None
+
     def health(self) -> dict[str, Any]:
         """``/healthz``: ``degraded`` while the store is down or the spool is over 90 % full."""
         st = self.batch.stats()

@@ -89,6 +89,7 @@ class _Chunk:
     rows: list[Row] | None  # the writer takes row dicts ...
     body: memoryview | None  # ... or what its encode() made: the cache then holds these bytes, not rows
     at: float  # monotonic arrival time
+    stamp: _dt.datetime  # the acceptance time written into its rows (ingested_at / created_at)
 
 
 class SpooledBatchWriter(BatchWriter):
@@ -110,6 +111,7 @@ class SpooledBatchWriter(BatchWriter):
         self._replay: tuple[int, int] | None = None  # an intent left by a crash: insert exactly this first
         self._replayed = 0
         self._spilled = 0  # rows accepted while the cache was full (on disk only)
+        self._inflight: _dt.datetime | None = None  # oldest stamp of the range being inserted now
 
     def _open_locked(self) -> None:
         if self._opened:
@@ -140,7 +142,8 @@ class SpooledBatchWriter(BatchWriter):
             return None
         # Encoded once, here: the spool, the memory cache and the insert all use these bytes (the writer
         # thread only concatenates them), and the acceptance time in them makes a replay byte-identical.
-        body = self.writer.encode(table, rows, _dt.datetime.now(_dt.timezone.utc))
+        stamp = _dt.datetime.now(_dt.timezone.utc)
+        body = self.writer.encode(table, rows, stamp)
         if body is not None:
             payload = encoded_payload(table, body)
             chunk_rows, chunk_body = None, memoryview(payload)[len(payload) - len(body) :]
@@ -162,7 +165,7 @@ class SpooledBatchWriter(BatchWriter):
             self._received += n
             contiguous = not self._cache or self._cache[-1].seq == seq - 1
             if contiguous and (self._depth + n <= self.max_rows or self._depth == 0):
-                self._cache.append(_Chunk(seq, table, n, chunk_rows, chunk_body, time.monotonic()))
+                self._cache.append(_Chunk(seq, table, n, chunk_rows, chunk_body, time.monotonic(), stamp))
                 self._depth += n
                 self._pending_rows += n
             else:
@@ -178,6 +181,22 @@ class SpooledBatchWriter(BatchWriter):
         return None
 
     # --- any thread ---------------------------------------------------------------------------------
+    def pending_since(self) -> _dt.datetime | None:
+        """The oldest acceptance time among rows accepted but not yet in the store (``None``: all stored).
+
+        Readers that follow ``ingested_at`` (the analyzers' scheduler) must not pass it: those rows will
+        appear later with that older stamp. Records only on disk (a replay after a crash, rows spilled
+        while the cache was full) have stamps unknown until read: the epoch then, i.e. wait for the drain.
+        """
+        with self._cond:
+            if not self._unwritten_locked():
+                return None
+            if self._inflight is not None:
+                return self._inflight
+            if self._replay is None and self._cache and self._cache[0].seq == self._next_seq:
+                return self._cache[0].stamp
+            return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
     def _unwritten_locked(self) -> bool:
         return self._opened and self._next_seq <= self.spool.last_seq
 
@@ -261,6 +280,9 @@ class SpooledBatchWriter(BatchWriter):
                         self._flush_requested = False
                     self._cond.wait(0.5 if self._closing else None)
                 chunks = self._take_cached_locked(durable)
+                self._inflight = (
+                    chunks[0].stamp if chunks else _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+                )
             if not self._write_range(chunks, durable):
                 return
 
@@ -326,6 +348,7 @@ class SpooledBatchWriter(BatchWriter):
         self.spool.commit(last, total)
         with self._cond:
             self._next_seq = last + 1
+            self._inflight = None
             self._replay = None
             self._depth -= cached
             if not chunks:

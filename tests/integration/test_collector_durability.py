@@ -100,8 +100,14 @@ def test_store_down_spools_then_replays_every_span_exactly_once(settings, store,
         assert health["queue_depth"] <= 30
         text = srv.metrics_text()
         assert metric(text, "spooled_rows_total") == 100 and metric(text, "store_up") == 0
+        # the analyzers' horizon: rows accepted but not stored hold it back, at the oldest one's stamp
+        pending = srv.pending_since()
+        assert pending is not None
         store.command(f"RENAME TABLE {away} TO {spans}")
         assert srv.batch.flush(20)
+        assert srv.pending_since() is None
+        oldest = store.scalar(f"SELECT min(ingested_at) FROM {spans}")
+        assert abs(oldest.replace(tzinfo=pending.tzinfo) - pending).total_seconds() < 1e-3
         text = srv.metrics_text()
         assert metric(text, "spans_written_total") == 100 and metric(text, "backlog_rows") == 0
         assert metric(text, "replayed_rows_total") >= 70  # what did not fit in memory came from disk
@@ -299,3 +305,21 @@ def test_sigterm_drains_everything_acknowledged(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", max_bytes=1 << 30).open()
     assert spool.stats().pending_items == 0 and spool.committed_seq == 24  # all 24 requests committed
     spool.close()
+
+
+def test_pending_since_is_the_oldest_unstored_acceptance_time(settings, store, tmp_path: Path) -> None:
+    import datetime as dt
+
+    cfg = settings.with_overrides(spool_dir=str(tmp_path / "spool"), flush_interval=60.0, batch_size=10_000)
+    with CollectorServer(cfg, store) as srv:
+        assert srv.pending_since() is None
+        before = dt.datetime.now(dt.timezone.utc)
+        assert post(srv.port, body(3))[0] == 200
+        time.sleep(0.05)
+        assert post(srv.port, body(2))[0] == 200
+        pending = srv.pending_since()  # both requests wait for the 60 s flush interval, in memory
+        assert pending is not None and before <= pending <= dt.datetime.now(dt.timezone.utc)
+        assert srv.batch.flush(20)
+        assert srv.pending_since() is None
+        stored = store.scalar(f"SELECT min(ingested_at) FROM {store.table('spans')}")
+        assert abs(stored.replace(tzinfo=dt.timezone.utc) - pending) < dt.timedelta(milliseconds=1)
