@@ -1,7 +1,7 @@
-"""Build hook for the optional native OTLP decoder; all other metadata lives in pyproject.toml.
+"""Build hook for the optional native extensions; all other metadata lives in pyproject.toml.
 
-``optional=True``: where no C compiler or Python headers exist the install still succeeds and
-``collectors.otlp`` falls back to the upb decoder.
+``optional=True``: where no C compiler or Python headers exist the install still succeeds;
+``collectors.otlp`` then falls back to the upb decoder and ``collectors.normalize`` to its Python mapping.
 """
 
 from setuptools import Extension, setup
@@ -13,6 +13,12 @@ setup(
             ["collectors/_otlp_native.c"],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
-        )
+        ),
+        Extension(
+            "collectors._normalize_native",
+            ["collectors/_normalize_native.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+        ),
     ]
 )

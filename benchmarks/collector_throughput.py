@@ -335,6 +335,9 @@ def raw_phase_main(args: argparse.Namespace) -> None:
     insert_all("insert_columns", lambda cols: store.insert_columns("spans", cols, names), prepared)
     stored = int(store.scalar("SELECT count() FROM spans"))
     store.close()
+    from collectors.normalize import _native
+
+    native = {"decode": otlp._native is not None, "normalize": _native.native is not None}
     stages = ("decode", "normalize", "encode", "store_write")
     print(
         json.dumps(
@@ -347,6 +350,7 @@ def raw_phase_main(args: argparse.Namespace) -> None:
                 "ceiling_spans_per_s": n / wall["insert_columns"],
                 "ceiling_cpu_us_per_span": cpu["insert_columns"] / n * 1e6,
                 "stored_last": stored,
+                "native": native,
             }
         )
     )
@@ -380,6 +384,8 @@ def report(args: argparse.Namespace, e2e: dict[str, Any], raw: dict[str, Any]) -
         + f"  → pipeline bound ≈ {1e6 / sum(st.values()):,.0f} spans/s on one core",
         "  of which on the calling thread (Python, GIL): "
         + "  ".join(f"{k} {v:.1f}" for k, v in raw["stages_thread_cpu_us_per_span"].items()),
+        "  native extensions in the stage process: "
+        + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in raw.get("native", {}).items()),
         f"  collector CPU not in those stages (HTTP, queue, threads): "
         f"{e2e['collector_cpu_us_per_span'] - sum(st.values()):.1f} µs/span",
         f"  check: stored {e2e['check']['stored']} / sent {e2e['check']['sent']}, "

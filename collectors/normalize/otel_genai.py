@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from collectors.normalize import _native
 from collectors.normalize import messages as msgs
 from collectors.normalize.base import Normalizer
 from collectors.normalize.common import (
@@ -30,7 +31,7 @@ from collectors.otlp import Span
 from monitor import semconv as sc
 
 GEN_AI_PREFIX = "gen_ai."
-TOTAL_TOKEN_KEYS = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens")
+TOTAL_TOKEN_KEYS = _native.TOTAL_TOKEN_KEYS  # ("gen_ai.usage.total_tokens", "llm.usage.total_tokens")
 # ≤ v1.26 content span events (still sent by OpenLIT) and the attribute each carries (reference §1.4).
 CONTENT_PROMPT_EVENT = "gen_ai.content.prompt"
 CONTENT_COMPLETION_EVENT = "gen_ai.content.completion"
@@ -54,6 +55,9 @@ def kind_from_operation(op: Any) -> str:
     return OPERATION_KINDS.get(op, "") if type(op) is str else ""
 
 
+_native.init(OPERATION_KINDS)
+
+
 class OTelGenAINormalizer(Normalizer):
     """Spans with any ``gen_ai.*`` attribute and no more specific convention."""
 
@@ -71,7 +75,23 @@ def apply_genai(attrs: dict[str, Any], row: dict[str, Any], kind: str = "", span
 
     ``kind`` is the extending convention's own verdict, which wins over ``gen_ai.operation.name``.
     ``span`` (when given) lets the oldest generation's content span events be read.
+    The attribute mapping and message parsing run natively when the extension is built (``_native.py``);
+    :func:`apply_genai_core` is the reference it mirrors and the fallback.
     """
+    native = _native.native
+    if native is not None:
+        native.apply_genai_core(attrs, row, kind)
+    else:
+        apply_genai_core(attrs, row, kind)
+    if span is not None and span.events and not (row["input_messages"] and row["output_messages"]):
+        content_events(span, row)
+
+    if row["kind"] == "tool":
+        tool_io(attrs, row)
+
+
+def apply_genai_core(attrs: dict[str, Any], row: dict[str, Any], kind: str = "") -> None:
+    """The mapping up to ``finish_reason`` (everything but content events and tool I/O), in pure Python."""
     kind = kind or kind_from_operation(attrs.get(sc.GEN_AI_OPERATION_NAME))
 
     provider = take_str(attrs, sc.GEN_AI_PROVIDER_NAME) or take_str(attrs, sc.GEN_AI_SYSTEM)
@@ -122,11 +142,6 @@ def apply_genai(attrs: dict[str, Any], row: dict[str, Any], kind: str = "", span
     finish = _take_first_finish_reason(attrs)
     finish_in_messages = _content(attrs, row)
     row["finish_reason"] = finish or finish_in_messages
-    if span is not None and span.events and not (row["input_messages"] and row["output_messages"]):
-        content_events(span, row)
-
-    if row["kind"] == "tool":
-        tool_io(attrs, row)
 
 
 def _take_first_finish_reason(attrs: dict[str, Any]) -> str:

@@ -19,8 +19,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from collectors.normalize import _native
 from collectors.normalize.base import Normalizer, NormalizerRegistry
 from collectors.normalize.common import ns_to_datetime, stringify_map, take_first_str, take_str
+from collectors.normalize.otel_genai import OTelGenAINormalizer, content_events, tool_io
 from collectors.otlp import Span
 from monitor import semconv as sc
 from monitor.store.schema import SPAN_DEFAULTS
@@ -158,6 +160,11 @@ def normalize_span(
     return row
 
 
+_native.init_rows(
+    _STATUS, USER_KEYS, SESSION_KEYS, MIN_PLAUSIBLE_NS, OTelGenAINormalizer, content_events, tool_io
+)
+
+
 def normalize_spans(
     spans: Sequence[Span],
     *,
@@ -177,11 +184,21 @@ def normalize_spans(
         now_ns = time.time_ns()
     cache: dict[int, tuple[dict[str, str], str, str, str]] = {}
     rows = []
+    native = _native.native
     for span in spans:
         res = cache.get(id(span.resource))
         if res is None:
             res = cache[id(span.resource)] = _resource_info(span.resource, project)
-        rows.append(normalize_span(span, reg, res, now_ns))
+        if native is not None:
+            # the C mirror of normalize_span; None (a shape it leaves to Python) or any exception: the
+            # reference decides this span from scratch, so a normalizer's failure is handled (and logged) there
+            try:
+                row = native.normalize_span(span, reg, res, now_ns)
+            except Exception:
+                row = None
+            rows.append(row if row is not None else normalize_span(span, reg, res, now_ns))
+        else:
+            rows.append(normalize_span(span, reg, res, now_ns))
     if propagate:
         propagate_trace_identity(rows)
     return rows
