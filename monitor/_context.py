@@ -195,8 +195,13 @@ class prompt(_Scope):
         return self.values
 
 
-def context_attributes(ctx: RequestContext | None, info: PromptInfo | None, is_llm: bool) -> dict[str, Any]:
-    """Span attributes for the given context (pure; used by the processor and by tests)."""
+def context_attributes(
+    ctx: RequestContext | None, info: PromptInfo | None, is_llm: bool, *, content: bool = True
+) -> dict[str, Any]:
+    """Span attributes for the given context (pure; used by the processor and by tests).
+
+    ``content=False`` (``capture_content=False``) leaves out the prompt template and variables.
+    """
     attrs: dict[str, Any] = {}
     if ctx is not None:
         if ctx.user_id is not None:
@@ -217,9 +222,9 @@ def context_attributes(ctx: RequestContext | None, info: PromptInfo | None, is_l
         attrs[sc.LLM_MONITOR_PROMPT_NAME] = info.name
         if info.version is not None:
             attrs[sc.LLM_MONITOR_PROMPT_VERSION] = info.version
-        if info.template is not None:
+        if info.template is not None and content:
             attrs[sc.LLM_MONITOR_PROMPT_TEMPLATE] = truncate(info.template)
-        if info.variables is not None:
+        if info.variables is not None and content:
             attrs[sc.LLM_MONITOR_PROMPT_VARIABLES] = truncate(
                 json.dumps(
                     to_jsonable(info.variables), ensure_ascii=False, sort_keys=True, separators=(",", ":")

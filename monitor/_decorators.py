@@ -38,7 +38,7 @@ _KIND_OPERATION: dict[str, tuple[str, str | None]] = {
     "tool": (sc.OP_EXECUTE_TOOL, sc.GEN_AI_TOOL_NAME),
     "retriever": (sc.OP_RETRIEVAL, None),
 }
-_MAX_YIELDS = 200  # generator items kept for the captured output
+_MAX_YIELDS = 199  # generator items kept for the captured output (+ one "… n more items" marker: 200)
 
 
 def _start_attributes(kind: str, name: str, description: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -260,7 +260,8 @@ def _wrap_gen(func: Callable[..., Generator[Any, Any, Any]], begin: _Begin) -> C
             finally:
                 run.exit()
             while True:
-                yields.add(item)
+                if run.capture_output:
+                    yields.add(item)
                 try:
                     sent = yield item
                 except GeneratorExit:
@@ -312,7 +313,8 @@ def _wrap_async_gen(func: Callable[..., AsyncGenerator[Any, Any]], begin: _Begin
             finally:
                 run.exit()
             while True:
-                yields.add(item)
+                if run.capture_output:
+                    yields.add(item)
                 try:
                     sent = yield item
                 except GeneratorExit:
@@ -405,13 +407,17 @@ class SpanHandle:
         """The underlying OpenTelemetry span (a non-recording one if tracing failed to start)."""
         return self._run.span if self._run is not None else trace.INVALID_SPAN
 
+    def _capturing(self) -> bool:
+        # Serialise only what will be kept: not for a sampled-out span, not without content capture.
+        return self._run is not None and self._run.span.is_recording() and _tracing.capture_content()
+
     def set_input(self, value: Any) -> None:
-        if self._run is not None and _tracing.capture_content():
+        if self._run is not None and self._capturing():
             with guard("span.set_input"):
                 self._run.span.set_attribute(sc.LLM_MONITOR_INPUT, dumps_capped(value))
 
     def set_output(self, value: Any) -> None:
-        if self._run is not None and _tracing.capture_content():
+        if self._run is not None and self._capturing():
             self._run.set_output(value)
 
     def set_attribute(self, key: str, value: Any) -> None:

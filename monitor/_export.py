@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from monitor import semconv as sc
-from monitor._context import LLM_OPERATIONS, context_attributes, current, current_prompt
+from monitor._context import _CONTEXT, _PROMPT, LLM_OPERATIONS, context_attributes
 from monitor._guard import guard
 
 __all__ = ["ContextSpanProcessor", "CountingBatchSpanProcessor", "Pipeline", "otlp_exporter"]
@@ -41,27 +41,38 @@ class ContextSpanProcessor(SpanProcessor):
     Runs on the thread that starts the span, inside its contextvars context; never blocks.
     Attributes a span was created with are left alone (an instrumentation's explicit value wins).
     ``static`` attributes go on every span (used for the project when we share an app's provider,
-    whose resource we cannot change).
+    whose resource we cannot change). Without ``capture_content`` the prompt template and variables
+    (which hold user text) are not stamped.
     """
 
-    def __init__(self, static: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, static: Mapping[str, Any] | None = None, capture_content: bool = True) -> None:
         self._static = dict(static or {})
+        self._content = capture_content
+        # The spans of one request share one context object: remember the attributes of the last one
+        # (metadata is JSON-encoded, prompt variables too). One tuple, replaced atomically: thread-safe.
+        self._last: tuple[Any, Any, bool, dict[str, Any]] | None = None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        ctx = current()
-        info = current_prompt()
+        ctx = _CONTEXT.get()
+        info = _PROMPT.get()
         if ctx is None and info is None and not self._static:
             return
-        with guard("context.on_start"):
+        try:
             existing = span.attributes or {}
             is_llm = existing.get(sc.GEN_AI_OPERATION_NAME) in LLM_OPERATIONS
-            attrs = {**self._static, **context_attributes(ctx, info, is_llm)}
-            attrs = {k: v for k, v in attrs.items() if k not in existing}
+            last = self._last
+            if last is not None and last[0] is ctx and last[1] is info and last[2] is is_llm:
+                attrs = last[3]
+            else:
+                attrs = {**self._static, **context_attributes(ctx, info, is_llm, content=self._content)}
+                self._last = (ctx, info, is_llm, attrs)
+            if existing:
+                attrs = {k: v for k, v in attrs.items() if k not in existing}
             if attrs:
                 span.set_attributes(attrs)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        pass
+        except Exception:
+            with guard("context.on_start"):
+                raise
 
     def shutdown(self) -> None:
         pass
@@ -94,8 +105,10 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         self.dropped = 0
 
     def on_end(self, span: ReadableSpan) -> None:
-        queue = getattr(getattr(self, "_batch_processor", None), "_queue", None)
-        if queue is not None and len(queue) >= self.max_queue_size:
+        if not span.context.trace_flags.sampled:
+            return
+        batch = self._batch_processor
+        if len(batch._queue) >= self.max_queue_size:  # a new deque after fork: read it each time
             self.dropped += 1
             if self.dropped == 1:
                 logger.warning(
@@ -103,39 +116,53 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
                     self.max_queue_size,
                 )
             return
-        super().on_end(span)
+        batch.emit(span)
 
 
 class Pipeline(SpanProcessor):
     """Our processors as one switchable unit (see the module docstring).
 
     Each delegate call is guarded: a failing processor of ours never breaks span start/end in the app.
+    Runs on the app's threads for every span, so it is lean: hooks a processor leaves as the SDK's
+    no-ops are skipped, and the guard costs nothing unless something raises.
     """
 
     def __init__(self, processors: Sequence[SpanProcessor]) -> None:
         self.processors = tuple(processors)
         self.active = True
+        self._starting = tuple(p for p in self.processors if not _is_noop(p, "on_start"))
+        self._ending = tuple(p for p in self.processors if not _is_noop(p, "_on_ending"))
+        self._ended = tuple(p for p in self.processors if not _is_noop(p, "on_end"))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if not self.active:
             return
-        for p in self.processors:
-            with guard("pipeline.on_start"):
+        for p in self._starting:
+            try:
                 p.on_start(span, parent_context=parent_context)
+            except Exception:
+                with guard("pipeline.on_start"):
+                    raise
 
     def _on_ending(self, span: Span) -> None:
         if not self.active:
             return
-        for p in self.processors:
-            with guard("pipeline.on_ending"):
+        for p in self._ending:
+            try:
                 p._on_ending(span)
+            except Exception:
+                with guard("pipeline.on_ending"):
+                    raise
 
     def on_end(self, span: ReadableSpan) -> None:
         if not self.active:
             return
-        for p in self.processors:
-            with guard("pipeline.on_end"):
+        for p in self._ended:
+            try:
                 p.on_end(span)
+            except Exception:
+                with guard("pipeline.on_end"):
+                    raise
 
     def shutdown(self) -> None:
         if not self.active:
@@ -157,6 +184,18 @@ class Pipeline(SpanProcessor):
     @property
     def dropped(self) -> int:
         return sum(getattr(p, "dropped", 0) for p in self.processors)
+
+
+_NOOP_HOOKS = {
+    "on_start": (SpanProcessor.on_start, BatchSpanProcessor.on_start),
+    "_on_ending": (SpanProcessor._on_ending, BatchSpanProcessor._on_ending),
+    "on_end": (SpanProcessor.on_end,),
+}
+
+
+def _is_noop(processor: SpanProcessor, hook: str) -> bool:
+    """Whether ``processor``'s ``hook`` is one of the SDK's empty defaults (then it need not be called)."""
+    return getattr(type(processor), hook, None) in _NOOP_HOOKS[hook]
 
 
 def otlp_exporter(endpoint: str, api_key: str | None) -> SpanExporter:

@@ -3,16 +3,26 @@
 Configuration, one path: argument, then environment variable, then default, resolved once by
 :meth:`SdkConfig.resolve` into a frozen object; a bad value raises one clear ``ValueError`` at ``init``.
 
-| argument          | environment                                        | default                  |
-|-------------------|----------------------------------------------------|--------------------------|
-| `service_name`    | `OTEL_SERVICE_NAME` (read by the OTel resource)    | `unknown_service`        |
-| `endpoint`        | `LLM_MONITOR_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` | `http://127.0.0.1:4318` |
-| `api_key`         | `LLM_MONITOR_API_KEY`                              | none                     |
-| `project`         | `LLM_MONITOR_PROJECT`                              | none (collector default) |
-| `environment`     | `LLM_MONITOR_ENVIRONMENT`                          | none                     |
-| `capture_content` | `LLM_MONITOR_CAPTURE_CONTENT` (true/false)         | true                     |
-| `sample_rate`     | `LLM_MONITOR_SAMPLE_RATE` (0..1)                   | 1.0                      |
-| (tests only)      | `LLM_MONITOR_RAISE_INTERNAL=1`: internal errors propagate (``monitor._guard``) |  |
+| argument            | environment                                          | default                 |
+|---------------------|------------------------------------------------------|-------------------------|
+| `service_name`      | `OTEL_SERVICE_NAME` (read by the OTel resource)      | `unknown_service`       |
+| `endpoint`          | `LLM_MONITOR_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` | `http://127.0.0.1:4318` |
+| `api_key`           | `LLM_MONITOR_API_KEY`                                | none                    |
+| `project`           | `LLM_MONITOR_PROJECT`                                | none (collector default) |
+| `environment`       | `LLM_MONITOR_ENVIRONMENT`                            | none                    |
+| `capture_content`   | `LLM_MONITOR_CAPTURE_CONTENT` (true/false)           | true                    |
+| `sample_rate`       | `LLM_MONITOR_SAMPLE_RATE` (0..1)                     | 1.0                     |
+| `redact`            | `LLM_MONITOR_REDACT`: `secrets,email,phone,card`, `pii`, `all`, `off` | `secrets` |
+| `max_content_chars` | `LLM_MONITOR_MAX_CONTENT_CHARS` (0 = no cap)         | 65536                   |
+| `feedback_exporter` | (tests, custom transports)                           | POST `<endpoint>/v1/feedback` |
+| (tests only)        | `LLM_MONITOR_RAISE_INTERNAL=1`: internal errors propagate (``monitor._guard``) | |
+
+``sample_rate`` is a head sampler (``ParentBased(TraceIdRatioBased)``): a trace is kept or dropped as a
+whole, decided at its root span. ``redact``, ``max_content_chars`` and ``capture_content=False`` are
+applied to every exported span on the export thread (``monitor._redact``); ``redact`` also takes a list
+mixing those names with custom patterns (``re.compile(...)`` or ``("name", regex)``); a list replaces
+the default, so write ``["secrets", "email"]`` to add emails. Feedback (``monitor.feedback``/``track``)
+goes to ``<endpoint>/v1/feedback`` with the same API key (``monitor._feedback``).
 
 Providers: an application that already configured OpenTelemetry keeps its ``TracerProvider``; we add
 our processors to it (or to the one passed as ``tracer_provider=``). Otherwise we build one and make
@@ -26,6 +36,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -43,6 +54,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
     from monitor._export import Pipeline
+    from monitor._feedback import FeedbackClient, FeedbackExporter
     from monitor.instrumentation.base import Instrumentor
 
 __all__ = [
@@ -50,10 +62,12 @@ __all__ = [
     "SdkConfig",
     "capture_content",
     "current_trace_id",
+    "feedback_client",
     "flush",
     "get_tracer",
     "init",
     "is_initialized",
+    "project",
     "record_exception",
     "shutdown",
 ]
@@ -68,6 +82,10 @@ ENV_PROJECT = "LLM_MONITOR_PROJECT"
 ENV_ENVIRONMENT = "LLM_MONITOR_ENVIRONMENT"
 ENV_CAPTURE_CONTENT = "LLM_MONITOR_CAPTURE_CONTENT"
 ENV_SAMPLE_RATE = "LLM_MONITOR_SAMPLE_RATE"
+ENV_REDACT = "LLM_MONITOR_REDACT"
+ENV_MAX_CONTENT_CHARS = "LLM_MONITOR_MAX_CONTENT_CHARS"
+DEFAULT_MAX_CONTENT_CHARS = 64 * 1024
+MIN_CONTENT_CHARS = 128
 EXIT_FLUSH_TIMEOUT = 5.0
 
 _TRUE = ("1", "true", "yes", "on")
@@ -85,6 +103,8 @@ class SdkConfig:
     environment: str | None = None
     capture_content: bool = True
     sample_rate: float = 1.0
+    redact: Any = True  # as given (validated): see ``monitor._redact.parse_redact``
+    max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS
 
     @classmethod
     def resolve(
@@ -97,6 +117,8 @@ class SdkConfig:
         environment: str | None = None,
         capture_content: bool | None = None,
         sample_rate: float | None = None,
+        redact: Any = None,
+        max_content_chars: int | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> SdkConfig:
         env = os.environ if environ is None else environ
@@ -122,6 +144,21 @@ class SdkConfig:
             raise ValueError(f"{origin}={rate_raw!r}: expected a number between 0 and 1") from None
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{origin}={rate_raw!r}: expected a number between 0 and 1")
+        redact_spec = pick(redact, ENV_REDACT)
+        from monitor._redact import parse_redact  # validates; imports the OTel SDK, as init does anyway
+
+        parse_redact(redact_spec, "redact" if redact is not None else ENV_REDACT)
+        cap_raw = pick(max_content_chars, ENV_MAX_CONTENT_CHARS)
+        cap_origin = "max_content_chars" if max_content_chars is not None else ENV_MAX_CONTENT_CHARS
+        try:
+            cap = DEFAULT_MAX_CONTENT_CHARS if cap_raw is None else int(cap_raw)
+        except (TypeError, ValueError):
+            cap = -1
+        if isinstance(cap_raw, (bool, float)) or (cap != 0 and cap < MIN_CONTENT_CHARS):
+            raise ValueError(
+                f"{cap_origin}={cap_raw!r}: expected a whole number of characters >= {MIN_CONTENT_CHARS} "
+                "(0 turns the cap off)"
+            )
         ep = pick(endpoint, ENV_ENDPOINT, ENV_OTLP_ENDPOINT) or DEFAULT_ENDPOINT
         if not str(ep).startswith(("http://", "https://")):
             raise ValueError(f"endpoint={ep!r}: expected an http:// or https:// URL")
@@ -133,6 +170,8 @@ class SdkConfig:
             environment=pick(environment, ENV_ENVIRONMENT),
             capture_content=True if cc is None else bool(cc),
             sample_rate=rate,
+            redact=True if redact_spec is None else redact_spec,
+            max_content_chars=cap,
         )
 
 
@@ -142,6 +181,7 @@ class _State:
     provider: TracerProvider
     owns_provider: bool
     pipeline: Pipeline
+    feedback: FeedbackClient | None = None
     instrumentors: list[Instrumentor] = field(default_factory=list)
     tracers: dict[str, trace.Tracer] = field(default_factory=dict)
 
@@ -160,6 +200,18 @@ def capture_content() -> bool:
     """Whether message texts and function inputs/outputs may be recorded (default on without init)."""
     st = _state
     return True if st is None else st.config.capture_content
+
+
+def project() -> str | None:
+    """The project given to ``init`` (sent with feedback), or None."""
+    st = _state
+    return None if st is None else st.config.project
+
+
+def feedback_client() -> FeedbackClient | None:
+    """The background feedback sender of the current ``init``, or None before ``init``."""
+    st = _state
+    return None if st is None else st.feedback
 
 
 def get_tracer(scope: str) -> trace.Tracer:
@@ -260,6 +312,9 @@ def init(
     instrument: str | bool | Iterable[str] | None = "auto",
     tracer_provider: TracerProvider | None = None,
     exporter: SpanExporter | None = None,
+    redact: Any = None,
+    max_content_chars: int | None = None,
+    feedback_exporter: FeedbackExporter | None = None,
 ) -> None:
     """Start tracing: provider, background OTLP export, and the instrumentors.
 
@@ -268,6 +323,9 @@ def init(
     a list of names turns on exactly those and raises ``InstrumentationError`` if one is unknown or
     its library is missing; ``False``/``None`` turns none on. ``exporter`` replaces the OTLP
     exporter (tests pass an ``InMemorySpanExporter``; call :func:`flush` before reading it).
+    ``redact``/``max_content_chars``: see the module docstring; they rewrite spans on the export thread,
+    never on the request path. ``feedback_exporter`` replaces the HTTP feedback sender
+    (``monitor._feedback.MemoryFeedbackExporter`` in tests).
 
     Bad arguments raise ``ValueError``/``TypeError`` here, at start-up. Anything else that fails while
     setting up is logged and tracing stays off: the application keeps running.
@@ -291,6 +349,8 @@ def init(
             environment=environment,
             capture_content=capture_content,
             sample_rate=sample_rate,
+            redact=redact,
+            max_content_chars=max_content_chars,
         )
         from monitor import instrumentation
 
@@ -300,15 +360,29 @@ def init(
             logger.warning("llm-monitor: sample_rate is ignored when sharing an existing TracerProvider")
 
         with guard("init"):
-            from monitor import _export
+            from monitor import _export, _feedback, _redact
 
             static = {sc.LLM_MONITOR_PROJECT: config.project} if (config.project and not owns) else None
             span_exporter = exporter or _export.otlp_exporter(config.endpoint, config.api_key)
+            redactor = _redact.parse_redact(config.redact)
+            policy = _redact.ContentPolicy(redactor, config.max_content_chars, config.capture_content)
+            if policy.active:
+                span_exporter = _redact.ContentPolicyExporter(span_exporter, policy)
             pipeline = _export.Pipeline(
-                [_export.ContextSpanProcessor(static), _export.CountingBatchSpanProcessor(span_exporter)]
+                [
+                    _export.ContextSpanProcessor(static, capture_content=config.capture_content),
+                    _export.CountingBatchSpanProcessor(span_exporter),
+                ]
+            )
+            feedback = _feedback.FeedbackClient(
+                feedback_exporter
+                or _feedback.HttpFeedbackExporter(_feedback.feedback_url(config.endpoint), config.api_key),
+                redact=redactor.redact if redactor is not None else None,
             )
             provider.add_span_processor(pipeline)
-            _state = _State(config=config, provider=provider, owns_provider=owns, pipeline=pipeline)
+            _state = _State(
+                config=config, provider=provider, owns_provider=owns, pipeline=pipeline, feedback=feedback
+            )
             if not _atexit_registered:
                 atexit.register(_at_exit)
                 _atexit_registered = True
@@ -323,11 +397,19 @@ def init(
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Export every finished span now; waits at most ``timeout`` seconds. True when all went out."""
+    """Export every finished span and queued feedback now; waits at most ``timeout`` seconds in all.
+
+    True when everything went out. Blocks the calling thread (up to ``timeout``), so call it at the end
+    of a batch job or a test, not per request. Never raises.
+    """
     st = _state
     if st is None:
         return True
-    return bool(_run_bounded(lambda: st.pipeline.force_flush(int(timeout * 1000)), timeout, "flush"))
+    deadline = time.monotonic() + timeout
+    ok = bool(_run_bounded(lambda: st.pipeline.force_flush(int(timeout * 1000)), timeout, "flush"))
+    if st.feedback is not None:
+        ok = st.feedback.flush(max(0.0, deadline - time.monotonic())) and ok
+    return ok
 
 
 def shutdown(timeout: float = 5.0) -> None:
@@ -351,13 +433,21 @@ def shutdown(timeout: float = 5.0) -> None:
             st.provider.shutdown()
         return True
 
+    deadline = time.monotonic() + timeout
     _run_bounded(stop, timeout, "shutdown")
+    if st.feedback is not None:
+        with guard("shutdown.feedback"):
+            st.feedback.shutdown(max(0.0, deadline - time.monotonic()))
 
 
 def _at_exit() -> None:
     """Interpreter exit: push out what is queued, bounded so a dead collector cannot hang the exit."""
     st = _state
     if st is not None:
+        deadline = time.monotonic() + EXIT_FLUSH_TIMEOUT
         _run_bounded(
             lambda: st.pipeline.force_flush(int(EXIT_FLUSH_TIMEOUT * 1000)), EXIT_FLUSH_TIMEOUT, "exit"
         )
+        if st.feedback is not None:
+            with guard("exit.feedback"):
+                st.feedback.shutdown(max(0.0, deadline - time.monotonic()))

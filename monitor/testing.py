@@ -1,7 +1,9 @@
 """Test helpers for code instrumented with llm-monitor (ours and applications').
 
-``recording()`` runs ``monitor.init`` with an in-memory exporter and hands back a :class:`SpanRecorder`
-whose :meth:`~SpanRecorder.spans` flushes first, so assertions never race the background exporter.
+``recording()`` runs ``monitor.init`` with in-memory span and feedback exporters and hands back a
+:class:`SpanRecorder` whose :meth:`~SpanRecorder.spans` and :meth:`~SpanRecorder.feedback` flush first,
+so assertions never race the background threads. Spans are recorded as exported, i.e. after the
+``redact`` / ``max_content_chars`` / ``capture_content`` policy of ``monitor._redact``.
 Imports the OpenTelemetry SDK; never imported by ``monitor`` itself.
 """
 
@@ -16,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from monitor import _tracing
+from monitor._feedback import MemoryFeedbackExporter
 
 __all__ = ["SpanRecorder", "recording", "reset_global_tracer_provider"]
 
@@ -23,8 +26,11 @@ __all__ = ["SpanRecorder", "recording", "reset_global_tracer_provider"]
 class SpanRecorder:
     """Finished spans captured by an ``InMemorySpanExporter``."""
 
-    def __init__(self, exporter: InMemorySpanExporter) -> None:
+    def __init__(
+        self, exporter: InMemorySpanExporter, feedback_exporter: MemoryFeedbackExporter | None = None
+    ) -> None:
         self.exporter = exporter
+        self.feedback_exporter = feedback_exporter or MemoryFeedbackExporter()
 
     def spans(self) -> list[ReadableSpan]:
         """Every finished span so far, in end order (flushes the export queue first)."""
@@ -39,18 +45,25 @@ class SpanRecorder:
             raise AssertionError(f"expected one span named {name!r}, found {len(found)} among {names}")
         return found[0]
 
+    def feedback(self) -> list[dict[str, Any]]:
+        """Every feedback item sent so far, as the JSON objects posted to ``/v1/feedback`` (flushes first)."""
+        _tracing.flush()
+        return list(self.feedback_exporter.items)
+
     def clear(self) -> None:
         _tracing.flush()
         self.exporter.clear()
+        self.feedback_exporter.items.clear()
 
 
 @contextmanager
 def recording(**init_kwargs: Any) -> Iterator[SpanRecorder]:
-    """``monitor.init(exporter=<in-memory>, **init_kwargs)`` for the duration of the block."""
+    """``monitor.init(exporter=<in-memory>, feedback_exporter=<in-memory>, **init_kwargs)`` for the block."""
     exporter = InMemorySpanExporter()
-    _tracing.init(exporter=exporter, **init_kwargs)
+    feedback_exporter = init_kwargs.pop("feedback_exporter", None) or MemoryFeedbackExporter()
+    _tracing.init(exporter=exporter, feedback_exporter=feedback_exporter, **init_kwargs)
     try:
-        yield SpanRecorder(exporter)
+        yield SpanRecorder(exporter, feedback_exporter)
     finally:
         _tracing.shutdown()
 

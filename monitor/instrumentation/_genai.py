@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -51,11 +50,20 @@ _FINISH_ENUM = {
 }
 
 
+_MAPPING_TYPES: dict[type, bool] = {}  # type -> is a Mapping (isinstance on an ABC is slow for models)
+
+
 def get(obj: Any, key: str, default: Any = None) -> Any:
     """``obj[key]`` for mappings (request params are TypedDicts), ``obj.key`` for models."""
     if obj is None:
         return default
-    if isinstance(obj, Mapping):
+    t = type(obj)
+    is_mapping = _MAPPING_TYPES.get(t)
+    if is_mapping is None:
+        is_mapping = isinstance(obj, Mapping)
+        if len(_MAPPING_TYPES) < 1024:
+            _MAPPING_TYPES[t] = is_mapping
+    if is_mapping:
         return obj.get(key, default)
     return getattr(obj, key, default)
 
@@ -95,9 +103,28 @@ def finish_reason_enum(reason: str | None) -> str | None:
     return None if reason is None else _FINISH_ENUM.get(reason, reason)
 
 
+try:  # ~10x faster than json on the request path; same text for what messages hold (else json)
+    import orjson
+
+    _ORJSON_OPTS = (
+        orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+except ImportError:  # pragma: no cover - orjson comes with the server extra
+    orjson = None  # type: ignore[assignment]
+
+
+def _dumps(value: Any) -> str:
+    if orjson is not None:
+        try:
+            return orjson.dumps(value, default=str, option=_ORJSON_OPTS).decode()
+        except (TypeError, ValueError):  # big ints, lone surrogates...: the stdlib encoder takes them
+            pass
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def messages_json(messages: list[dict[str, Any]] | list[Any], limit: int = MESSAGES_LIMIT) -> str:
     """JSON text of a messages/parts list, kept valid JSON when over ``limit`` by shortening texts first."""
-    text = json.dumps(messages, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = _dumps(messages)
     if len(text) <= limit:
         return text
     parts = [
@@ -108,8 +135,34 @@ def messages_json(messages: list[dict[str, Any]] | list[Any], limit: int = MESSA
         share = max(256, limit // (2 * len(texts)))
         for p in texts:
             p["content"] = truncate(p["content"], share)
-        text = json.dumps(messages, ensure_ascii=False, separators=(",", ":"), default=str)
+        text = _dumps(messages)
     return truncate(text, limit)
+
+
+class _Activation:
+    """``with call.activated():`` as a plain object (a generator-based context manager costs more)."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+        self.token: Any = None
+
+    def __enter__(self) -> None:
+        try:
+            self.token = otel_context.attach(trace.set_span_in_context(self.span))
+        except Exception:
+            with guard("llm.activate"):
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        token, self.token = self.token, None
+        if token is not None:
+            try:
+                otel_context.detach(token)
+            except Exception:
+                with guard("llm.deactivate"):
+                    raise
 
 
 class LLMCall:
@@ -143,24 +196,18 @@ class LLMCall:
     def ended(self) -> bool:
         return self._ended
 
-    @contextmanager
-    def activated(self) -> Iterator[None]:
+    def activated(self) -> _Activation:
         """Make the span current while the provider call runs (HTTP client spans nest under it)."""
-        token = None
-        with guard("llm.activate"):
-            token = otel_context.attach(trace.set_span_in_context(self.span))
-        try:
-            yield
-        finally:
-            if token is not None:
-                with guard("llm.deactivate"):
-                    otel_context.detach(token)
+        return _Activation(self.span)
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         if self._ended or not attributes:
             return
-        with guard("llm.set_attributes"):
+        try:  # try/except rather than ``with guard``: free unless it raises (this is the request path)
             self.span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+        except Exception:
+            with guard("llm.set_attributes"):
+                raise
 
     def first_chunk(self) -> None:
         """Record time to first content chunk (seconds since the call started), once."""
@@ -187,5 +234,8 @@ class LLMCall:
 
     def _end_locked(self) -> None:
         self._ended = True
-        with guard("llm.end"):
+        try:
             self.span.end()
+        except Exception:
+            with guard("llm.end"):
+                raise

@@ -197,3 +197,47 @@ def test_single_string_tag(rec: SpanRecorder) -> None:
     with monitor.context(tags="solo"), monitor.span("s", kind="other"):
         pass
     assert rec.one("s").attributes[sc.LLM_MONITOR_TAGS] == ("solo",)
+
+
+def test_capture_content_false_keeps_prompt_name_but_not_its_text() -> None:
+    with FakeOpenAIServer() as srv, recording(instrument=["openai"], capture_content=False) as rec:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=0)
+        with (
+            monitor.context(user_id="u"),
+            monitor.prompt("greet", version=4, template="Hi {n}", variables={"n": "Ann"}),
+        ):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        (span,) = rec.spans()
+    reset_global_tracer_provider()
+    assert _ctx(span) == {
+        sc.USER_ID: "u",
+        sc.LLM_MONITOR_PROMPT_NAME: "greet",
+        sc.LLM_MONITOR_PROMPT_VERSION: "4",
+    }
+
+
+def test_spans_of_one_scope_share_the_stamped_values(rec: SpanRecorder) -> None:
+    with monitor.context(user_id="u1", metadata={"plan": {"tier": "pro"}}):
+        for i in range(3):
+            with monitor.span(f"s{i}", kind="other"):
+                pass
+        with monitor.context(user_id="u2"), monitor.span("inner", kind="other"):  # a new scope: recomputed
+            pass
+        with monitor.span("after", kind="other"):
+            pass
+    spans = {s.name: s.attributes for s in rec.spans()}
+    for name in ("s0", "s1", "s2", "after"):
+        assert spans[name][sc.USER_ID] == "u1"
+        assert spans[name]["llm_monitor.metadata.plan"] == '{"tier":"pro"}'
+    assert spans["inner"][sc.USER_ID] == "u2"
+    assert spans["inner"]["llm_monitor.metadata.plan"] == '{"tier":"pro"}'
+
+
+def test_an_explicit_attribute_wins_over_the_context(rec: SpanRecorder) -> None:
+    with monitor.context(user_id="from-context"):
+        with monitor.span("s", kind="other", attributes={sc.USER_ID: "explicit"}):
+            pass
+        with monitor.span("t", kind="other"):
+            pass
+    assert rec.one("s").attributes[sc.USER_ID] == "explicit"
+    assert rec.one("t").attributes[sc.USER_ID] == "from-context"

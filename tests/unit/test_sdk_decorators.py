@@ -406,3 +406,158 @@ def test_output_json_of_nested_structures(rec: SpanRecorder) -> None:
     f()
     out = json.loads(rec.one("invoke_workflow f").attributes[sc.LLM_MONITOR_OUTPUT])
     assert out == {"a": [1, 2.5, None, True], "b": {"c": "ü"}, "n": "nan", "3": [1, 2]}
+
+
+# --- capture is size-capped, never raises, and costs nothing when nothing is kept --------------------
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_async_function_output_is_capped_and_safe(rec: SpanRecorder) -> None:
+    @monitor.chain
+    async def big() -> dict[str, Any]:
+        return {"text": "y" * 50_000, "obj": _Unprintable(), "raw": b"\x01\x02"}
+
+    result = asyncio.run(big())
+    assert result["text"] == "y" * 50_000  # the caller gets the real value
+    out = rec.one("invoke_workflow big").attributes[sc.LLM_MONITOR_OUTPUT]
+    assert len(out) < DEFAULT_LIMIT + 100
+    parsed = json.loads(out)
+    assert parsed["obj"] == "<_Unprintable object>" and parsed["raw"] == "<2 bytes>"
+    assert parsed["text"].startswith("yyy") and parsed["text"].endswith("chars]")
+
+
+def test_generator_output_keeps_200_capped_items(rec: SpanRecorder) -> None:
+    @monitor.retriever
+    def many() -> Iterator[Any]:
+        yield "z" * 10_000
+        yield _Unprintable()
+        yield from range(300)
+
+    items = list(many())
+    assert len(items) == 302 and items[0] == "z" * 10_000
+    out = json.loads(rec.one("retrieval many").attributes[sc.LLM_MONITOR_OUTPUT])
+    assert len(out) == 200
+    assert out[0].startswith("zzz") and out[0].endswith(f"[truncated {10_000 - DEFAULT_LIMIT // 4} chars]")
+    assert out[1] == "<_Unprintable object>"
+    assert out[2:199] == list(range(197))
+    assert out[199] == "… 103 more items"
+
+
+def test_async_generator_asend_athrow_errors_and_consumer_spans(rec: SpanRecorder) -> None:
+    @monitor.agent
+    async def acc() -> AsyncIterator[int]:
+        total = 0
+        while True:
+            try:
+                value = yield total
+            except ValueError:
+                value = 100
+            total += value or 1
+
+    @monitor.tool
+    async def broken() -> AsyncIterator[int]:
+        yield 1
+        raise LookupError("gone")
+
+    async def run() -> tuple[list[int], list[int]]:
+        agen = acc()
+        got = [await agen.__anext__(), await agen.asend(5), await agen.athrow(ValueError)]
+        with monitor.span("consumer", kind="other"):  # between items: not a child of the generator
+            got.append(await agen.__anext__())
+        await agen.aclose()
+        seen = []
+        with pytest.raises(LookupError, match="gone"):
+            async for x in broken():
+                seen.append(x)
+        return got, seen
+
+    got, seen = asyncio.run(run())
+    assert got == [0, 5, 105, 106] and seen == [1]
+    consumer, agent_span, tool_span = rec.spans()
+    assert consumer.parent is None
+    assert agent_span.attributes[sc.LLM_MONITOR_OUTPUT] == "[0,5,105,106]"
+    assert agent_span.status.status_code is StatusCode.UNSET
+    assert tool_span.status.status_code is StatusCode.ERROR
+    assert tool_span.attributes[sc.ERROR_TYPE] == "LookupError"
+    assert sc.LLM_MONITOR_OUTPUT not in tool_span.attributes  # a failed run records no output
+
+
+def test_generators_never_iterated_start_no_span(rec: SpanRecorder) -> None:
+    @monitor.chain
+    def gen() -> Iterator[int]:
+        yield 1
+
+    @monitor.chain
+    async def agen() -> AsyncIterator[int]:
+        yield 1
+
+    gen()
+    agen()
+    assert rec.spans() == []
+
+
+def test_capture_content_false_covers_every_function_type_and_span_handles() -> None:
+    @monitor.tool
+    async def a(secret: str) -> str:
+        return secret
+
+    @monitor.retriever
+    def g(secret: str) -> Iterator[str]:
+        yield secret
+
+    @monitor.agent
+    async def ag(secret: str) -> AsyncIterator[str]:
+        yield secret
+
+    async def run() -> None:
+        await a("pw")
+        [x async for x in ag("pw")]
+
+    with recording(instrument=False, capture_content=False) as rec:
+        asyncio.run(run())
+        assert list(g("pw")) == ["pw"]
+        with monitor.span("manual", kind="chain") as s:
+            s.set_input({"q": "pw"})
+            s.set_output("pw")
+        spans = rec.spans()
+    reset_global_tracer_provider()
+    assert len(spans) == 4
+    for span in spans:
+        for key in (
+            sc.LLM_MONITOR_INPUT,
+            sc.LLM_MONITOR_OUTPUT,
+            sc.GEN_AI_TOOL_CALL_ARGUMENTS,
+            sc.GEN_AI_TOOL_CALL_RESULT,
+        ):
+            assert key not in span.attributes, (span.name, key)
+
+
+def test_sampled_out_spans_serialise_nothing() -> None:
+    reprs: list[int] = []
+
+    class Counted:
+        def __repr__(self) -> str:
+            reprs.append(1)
+            return "Counted()"
+
+    @monitor.tool
+    def f(x: Any) -> Any:
+        return x
+
+    @monitor.chain
+    def g(x: Any) -> Iterator[Any]:
+        yield x
+
+    with recording(instrument=False, sample_rate=0.0) as rec:
+        assert isinstance(f(Counted()), Counted)
+        assert len(list(g(Counted()))) == 1
+        with monitor.span("manual") as s:
+            s.set_input(Counted())
+            s.set_output(Counted())
+        assert rec.spans() == []
+    reset_global_tracer_provider()
+    assert reprs == []

@@ -54,6 +54,8 @@ def test_public_api() -> None:
             "context",
             "prompt",
             "current_trace_id",
+            "feedback",
+            "track",
             "__version__",
         ]
     )
@@ -274,7 +276,8 @@ def test_current_trace_id() -> None:
 
 
 def test_instrument_selection(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert [c.name for c in instrumentation.select("auto")] == ["openai"]
+    # every built-in whose library is installed here (the dev environment has all three)
+    assert [c.name for c in instrumentation.select("auto")] == ["openai", "anthropic", "langchain"]
     assert [c.name for c in instrumentation.select(["openai", "openai"])] == ["openai"]
     assert instrumentation.select(False) == [] and instrumentation.select(None) == []
     with pytest.raises(InstrumentationError, match=r"unknown instrumentor 'nonexistent' \(known: .*openai"):
@@ -318,3 +321,56 @@ def test_full_queue_drops_newest_and_counts() -> None:
     processor.force_flush()
     assert [s.name for s in exporter.get_finished_spans()] == ["s0", "s1"]
     provider.shutdown()
+
+
+# --- head sampling keeps or drops whole traces ---------------------------------------------------------
+
+
+def test_sampling_keeps_or_drops_whole_traces_across_decorators_llm_calls_and_threads() -> None:
+    import contextvars
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+
+    from monitor.demo.fake_openai import FakeOpenAIServer
+
+    @monitor.retriever
+    def fetch(i: int) -> list[str]:
+        return [f"doc{i}"]
+
+    @monitor.tool
+    def lookup(i: int) -> int:
+        return i
+
+    state = random.getstate()
+    random.seed(20240718)  # the SDK's RandomIdGenerator draws from `random`: fixed ids, fixed decisions
+    try:
+        with FakeOpenAIServer() as srv, recording(sample_rate=0.5, instrument=["openai"]) as rec:
+            client = openai.OpenAI(base_url=srv.base_url, api_key="sk-test", max_retries=0)
+            roots: dict[int, int] = {}
+            with ThreadPoolExecutor(2) as pool:
+                for i in range(40):
+                    with monitor.span(f"request {i}", kind="chain") as root:
+                        roots[root.span.get_span_context().trace_id] = i
+                        lookup(i)
+                        client.chat.completions.create(
+                            model="gpt-4o-mini", messages=[{"role": "user", "content": "[[reply:ok]]"}]
+                        )
+                        ctx = contextvars.copy_context()  # the trace continues on a worker thread
+                        assert pool.submit(ctx.run, fetch, i).result() == [f"doc{i}"]
+            spans = rec.spans()
+    finally:
+        random.setstate(state)
+    by_trace: dict[int, list[str]] = {}
+    for span in spans:
+        by_trace.setdefault(span.context.trace_id, []).append(span.name)
+    bound = round(0.5 * (2**64))  # TraceIdRatioBased keeps traces whose low 64 bits are below this
+    expected_kept = {tid for tid in roots if tid & 0xFFFFFFFFFFFFFFFF < bound}
+    assert 0 < len(expected_kept) < 40
+    assert set(by_trace) == expected_kept
+    for tid, names in by_trace.items():
+        i = roots[tid]
+        assert sorted(names) == sorted(
+            [f"invoke_workflow request {i}", "execute_tool lookup", "chat gpt-4o-mini", "retrieval fetch"]
+        )
