@@ -16,7 +16,7 @@ TORCH := torch==2.13.0
 
 $(STAMP_SERVER): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[server]"
+	$(BIN)/pip install --quiet -e ".[server,embeddings]"
 	touch $@
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python

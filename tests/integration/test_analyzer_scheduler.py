@@ -282,3 +282,25 @@ def test_config_defaults_and_options() -> None:
     assert cfg.job("length") == AnalyzerSettings("length", True, 10.0, 64, 1.0, {"threshold": 0.7})
     assert cfg.job("other").enabled is False
     assert cfg.settle_seconds == 2.0
+
+
+def test_the_readme_analyzers_example_is_a_valid_config(store: Any, tmp_path: Any) -> None:
+    import re
+    from pathlib import Path
+
+    from monitor.analyzers.service import build_scheduler
+    from monitor.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Analyzers") :]
+    example = re.search(r"```yaml\n(analyzers:.*?)```", section, re.S)
+    assert example is not None
+    cfg = tmp_path / "llm-monitor.yaml"
+    cfg.write_text(example.group(1), encoding="utf-8")
+    settings = Settings.load({"store": "chdb:///unused"}, config_file=str(cfg))
+    sched = build_scheduler(store, settings)
+    jobs = {j.name: j for j in sched.jobs}
+    assert "sentiment" not in jobs  # switched off in the example
+    assert jobs["injection"].settings.sample_rate == 0.5
+    assert jobs["toxicity"].settings.options["mode"] == "cascade"
+    assert sched.config.settle_seconds == 2.0
