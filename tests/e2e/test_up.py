@@ -55,6 +55,11 @@ def up(tmp_path: Path):
     url = f"chdb://{tmp_path}/store"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("LLM_MONITOR_RAISE_INTERNAL", None)  # run as a user would
+    # ./llm-monitor.yaml is read from the working directory: analyzers every 3 s so a short run is scored
+    # (drift needs completed one-minute windows; tests/integration/test_drift.py covers it)
+    (tmp_path / "llm-monitor.yaml").write_text(
+        "analyzers:\n  interval: 3\n  settle_seconds: 1\n  drift: false\n"
+    )
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -148,6 +153,18 @@ def test_up_demo_serves_dashboard_with_data_and_drains_on_sigterm(up, tmp_path: 
     )
     (agg,) = json.loads(r.stdout)
     assert agg["errors"] >= 1 and agg["streamed"] >= 1 and agg["versions"] >= 2, agg
+    # the analyzers ran inside `up` on the demo's traffic
+    r = _cli(
+        "query",
+        "SELECT analyzer, count() AS n, any(analyzer_version) AS version FROM scores FINAL GROUP BY analyzer",
+        "--store",
+        up["url"],
+        "--format",
+        "json",
+    )
+    scored = {x["analyzer"]: x for x in json.loads(r.stdout)}
+    assert {"toxicity", "pii", "injection", "refusal", "sentiment"} <= set(scored), scored
+    assert scored["toxicity"]["version"].startswith("profanity-check/"), scored["toxicity"]
 
 
 def _check_dashboard_in_browser(dashboard: str, tmp_path: Path) -> None:
