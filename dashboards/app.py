@@ -26,6 +26,7 @@ page = st.navigation(
     [
         st.Page(HERE / "pages" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
         st.Page(HERE / "pages" / "traces.py", title="Traces", icon=":material/account_tree:"),
+        st.Page(HERE / "pages" / "quality.py", title="Quality", icon=":material/verified:"),
     ]
 )
 store = data.get_store()

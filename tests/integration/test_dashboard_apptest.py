@@ -543,3 +543,68 @@ def test_deep_link_on_a_fresh_process_renders_the_page_alone(shared: Any) -> Non
     assert not at.exception, at.exception
     assert frame(at, "trace_id")["name"].tolist() == ["summarize", "rag_query", "handle_ticket"]
     assert "Your order 42 has shipped." in all_markdown(at)
+
+
+# --- quality ---------------------------------------------------------------------------------------------
+
+
+def test_quality_page_shows_scores_with_their_model_acceptance_and_drift(app: AppTest, shared: Any) -> None:
+    import datetime as dt
+
+    from monitor.quality import drift_report, score_summary
+
+    rows = realistic_rows()
+    insert(shared, rows)
+    llm = [r for r in rows if r.get("kind") == "llm"][:4]
+    assert len(llm) == 4
+    cols = [
+        "project",
+        "trace_id",
+        "span_id",
+        "span_start_time",
+        "analyzer",
+        "metric",
+        "value",
+        "label",
+        "analyzer_version",
+    ]
+    scores = [
+        [r.get("project", "default"), r["trace_id"], r["span_id"], r["start_time"], "toxicity", "output", v, lab, "profanity-check/1.9.1"]
+        for r, v, lab in zip(llm, (0.9, 0.1, 0.7, 0.2), ("toxic", "", "toxic", ""), strict=True)
+    ] + [[llm[0].get("project", "default"), llm[0]["trace_id"], llm[0]["span_id"], llm[0]["start_time"], "toxicity",
+          "output", 0.95, "toxic", "detoxify/original:abcd1234"]]  # fmt: skip
+    shared.insert("scores", scores[:4], cols)
+    now = dt.datetime.now(dt.timezone.utc)
+    start, end = now - dt.timedelta(days=30), now + dt.timedelta(hours=1)
+    summary = score_summary(shared, start=start, end=end)
+    got = {(r.model, r.spans, r.flagged) for r in summary.itertuples()}
+    assert got == {("profanity-check/1.9.1", 4, 2)}
+    assert summary.loc[0, "rate"] == 0.5 and abs(summary.loc[0, "mean"] - 0.475) < 1e-9
+    w0 = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+    shared.insert(
+        "drift",
+        [["default", w0, w0 + dt.timedelta(hours=1), w0 - dt.timedelta(hours=1), w0, "all", "latency_ms", "ks",
+          0.4, 0.1, True, 500, 480],
+         ["default", w0, w0 + dt.timedelta(hours=1), w0 - dt.timedelta(hours=1), w0, "all", "model", "psi",
+          0.01, 0.2, False, 500, 480]],
+        ["project", "window_start", "window_end", "baseline_start", "baseline_end", "segment", "feature", "method",
+         "score", "threshold", "drifted", "sample_size", "baseline_size"],
+    )  # fmt: skip
+    report = drift_report(shared, start=w0 - dt.timedelta(hours=2), end=now)
+    assert list(report["feature"]) == ["latency_ms", "model"]  # drifted rows first
+    assert list(
+        drift_report(shared, start=w0 - dt.timedelta(hours=2), end=now, drifted_only=True)["method"]
+    ) == ["ks"]
+
+    app.run()
+    assert not app.exception, app.exception
+    app.selectbox(key="f_range").set_value("Last 7 days").run()
+    app.switch_page("pages/quality.py").run()
+    assert not app.exception, app.exception
+    table = (
+        frame(app, "scored by")
+        if any("scored by" in d.value.columns for d in app.dataframe)
+        else frame(app, "model")
+    )
+    assert list(table["analyzer"]) == ["toxicity"] and list(table["side"]) == ["model output"]
+    assert "**1** of 2 distance checks above their threshold" in all_markdown(app)
