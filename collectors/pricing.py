@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor import semconv as sc
-from monitor.settings import ConfigError
+from monitor.settings import ConfigError, read_section
 
 if TYPE_CHECKING:
     from monitor.settings import Settings
@@ -184,21 +184,12 @@ def load_shipped() -> dict[str, Price]:
 
 def read_config_prices(config_file: str | Path | None) -> dict[str, Price]:
     """The ``prices:`` section of the YAML config (empty when there is none); validated here, once."""
-    if not config_file:
-        return {}
-    import yaml
-
-    path = Path(config_file)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:  # Settings.load already reported these; stay one line anyway
-        raise ConfigError(f"cannot read prices from {path}: {e}") from None
-    section = data.get("prices") if isinstance(data, dict) else None
+    section, where = read_section(config_file, "prices")
     if section is None:
         return {}
     if not isinstance(section, Mapping):
-        raise ConfigError(f"{path}: prices: expected a mapping of model: {{input, output, cached_input}}")
-    return {_model_key(m, str(path)): parse_entry(str(m), e, str(path)) for m, e in section.items()}
+        raise ConfigError(f"{where}: prices: expected a mapping of model: {{input, output, cached_input}}")
+    return {_model_key(m, where): parse_entry(str(m), e, where) for m, e in section.items()}
 
 
 def candidates(model: str) -> list[str]:

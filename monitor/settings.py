@@ -305,13 +305,14 @@ def _config_path(explicit: str | os.PathLike[str] | None, env: Mapping[str, str]
     return p if p.is_file() else None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _load_yaml(path: Path) -> Any:
+    """The parsed YAML document at ``path``; any problem is one ConfigError line naming file and line."""
     try:
         import yaml
     except ImportError:
         raise ConfigError(f"reading {path} needs PyYAML: pip install 'llm-monitor[server]'") from None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -319,6 +320,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}{where}: {problem}") from None
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = _load_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -329,6 +334,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(_BY_NAME))})")
     return {k: v for k, v in data.items() if k in _BY_NAME}
+
+
+def read_section(config_file: str | os.PathLike[str] | None, name: str) -> tuple[Any, str]:
+    """``(section, where)``: the top-level ``name`` mapping of the YAML config, for the subsystems that own
+    a section (``prices``, ``analyzers``…); ``(None, where)`` without a file or section. One
+    :class:`ConfigError` line when the file cannot be read or parsed."""
+    if not config_file:
+        return None, DEFAULT_CONFIG_FILE
+    path = Path(config_file)
+    data = _load_yaml(path)
+    return (data.get(name) if isinstance(data, dict) else None), str(path)
 
 
 def markdown_table() -> str:

@@ -50,16 +50,6 @@ class AcceptanceJob:
         self.lookback = dt.timedelta(hours=float(hours))
         self.config = AcceptanceConfig.from_options({k: v for k, v in opts.items() if k not in _OWN_KEYS})
 
-    def _watermark(self, store: Store) -> dt.datetime | None:
-        rows = store.rows(
-            f"SELECT watermark FROM {store.table('analyzer_state')} FINAL WHERE job = {{job:String}}",
-            {"job": self.name},
-        )
-        if not rows:
-            return None
-        t = rows[0]["watermark"]
-        return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)
-
     def run(self, store: Store, horizon: dt.datetime, progress: Progress | None = None) -> int:
         from monitor.acceptance import decisions
 
@@ -70,8 +60,10 @@ class AcceptanceJob:
         if newest is None or newest.year <= 1970:
             return 0
         newest = newest if newest.tzinfo is not None else newest.replace(tzinfo=dt.timezone.utc)
-        last = self._watermark(store)
-        if last is not None and newest <= last:
+        from monitor.analyzers.scheduler import SCORE_COLUMNS, Watermark, load_state, save_state
+
+        last = load_state(store, self.name)
+        if last is not None and newest <= last.ingested_at:
             return 0
         df = decisions(store, start=horizon - self.lookback, end=horizon, config=self.config)
         now = dt.datetime.now(dt.timezone.utc)
@@ -84,14 +76,8 @@ class AcceptanceJob:
                 [f"{d}:{k}" for d, k in zip(df["decision"], df["decided_by"], strict=True)], [VERSION] * n,
                 [now] * n,
             ]  # fmt: skip
-            from monitor.analyzers.scheduler import SCORE_COLUMNS
-
             store.insert_columns("scores", columns, SCORE_COLUMNS)
-        store.insert(
-            "analyzer_state",
-            [(self.name, newest, "", "", VERSION, n, now)],
-            ["job", "watermark", "last_trace_id", "last_span_id", "version", "processed", "updated_at"],
-        )
+        save_state(store, self.name, Watermark(newest, processed=n), VERSION)
         if progress is not None:
             progress.advance(n)
         return n

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.settings import ConfigError
+from monitor.settings import ConfigError, read_section
 
 __all__ = ["AnalyzerSettings", "SchedulerConfig", "read_config_section"]
 
@@ -118,16 +118,5 @@ def _integer(m: Mapping[str, Any], key: str, default: int, where: str, ctx: str)
 
 
 def read_config_section(config_file: str | Path | None, name: str = "analyzers") -> tuple[Any, str]:
-    """``(section, where)`` from the YAML config file (``(None, ...)`` without a file or section)."""
-    if config_file is None:
-        return None, "llm-monitor.yaml"
-    path = Path(config_file)
-    try:
-        import yaml
-
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-    except Exception as e:  # yaml errors are reported by Settings.load first; keep one line here too
-        raise ConfigError(f"{path}: {e}") from None
-    return (data.get(name) if isinstance(data, dict) else None), str(path)
+    """``(section, where)`` of the YAML config (``(None, ...)`` without a file or section)."""
+    return read_section(config_file, name)

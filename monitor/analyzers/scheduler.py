@@ -44,7 +44,7 @@ from monitor.analyzers.config import AnalyzerSettings, SchedulerConfig
 if TYPE_CHECKING:
     from monitor.store.client import Store
 
-__all__ = ["Job", "Progress", "Scheduler", "SpanAnalyzerJob", "Watermark"]
+__all__ = ["Job", "Progress", "Scheduler", "SpanAnalyzerJob", "Watermark", "load_state", "save_state"]
 
 log = logging.getLogger("llm_monitor.analyzers")
 
@@ -134,23 +134,10 @@ class SpanAnalyzerJob:
 
     # -- watermark -----------------------------------------------------------------------------------
     def load_watermark(self, store: Store) -> Watermark:
-        rows = store.rows(
-            f"SELECT watermark, last_trace_id, last_span_id, processed FROM {store.table('analyzer_state')} "
-            "FINAL WHERE job = {job:String}",
-            {"job": self.name},
-        )
-        if not rows:
-            return Watermark()
-        r = rows[0]
-        return Watermark(_utc(r["watermark"]), r["last_trace_id"], r["last_span_id"], int(r["processed"]))
+        return load_state(store, self.name) or Watermark()
 
     def save_watermark(self, store: Store, wm: Watermark) -> None:
-        store.insert(
-            "analyzer_state",
-            [(self.name, wm.ingested_at, wm.trace_id, wm.span_id, self.analyzer.version, wm.processed,
-              dt.datetime.now(dt.timezone.utc))],
-            ["job", "watermark", "last_trace_id", "last_span_id", "version", "processed", "updated_at"],
-        )  # fmt: skip
+        save_state(store, self.name, wm, self.analyzer.version)
 
     # -- reading -------------------------------------------------------------------------------------
     def _where(self, since: dt.datetime | None) -> tuple[str, dict[str, Any]]:
@@ -366,6 +353,38 @@ class Scheduler:
             if not due:
                 return
             self._stop.wait(max(0.05, min(due.values()) - time.monotonic()))
+
+
+def load_state(store: Store, job: str) -> Watermark | None:
+    """The watermark ``job`` saved last in ``analyzer_state`` (None: never ran)."""
+    rows = store.rows(
+        f"SELECT watermark, last_trace_id, last_span_id, processed FROM {store.table('analyzer_state')} "
+        "FINAL WHERE job = {job:String}",
+        {"job": job},
+    )
+    if not rows:
+        return None
+    r = rows[0]
+    return Watermark(_utc(r["watermark"]), r["last_trace_id"], r["last_span_id"], int(r["processed"]))
+
+
+def save_state(store: Store, job: str, wm: Watermark, version: str) -> None:
+    """Record ``job``'s new watermark (the newest row replaces the older under FINAL)."""
+    store.insert(
+        "analyzer_state",
+        [
+            (
+                job,
+                wm.ingested_at,
+                wm.trace_id,
+                wm.span_id,
+                version,
+                wm.processed,
+                dt.datetime.now(dt.timezone.utc),
+            )
+        ],
+        ["job", "watermark", "last_trace_id", "last_span_id", "version", "processed", "updated_at"],
+    )
 
 
 def _utc(t: Any) -> dt.datetime:

