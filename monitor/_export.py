@@ -15,6 +15,7 @@ must not pay for; only ``init()`` imports this module.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -175,6 +176,10 @@ class Pipeline(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         if not self.active:
             return True
+        with guard("pipeline.drain"):  # model-call spans still waiting for the finisher thread
+            deferred = sys.modules.get("monitor.instrumentation._deferred")
+            if deferred is not None:
+                deferred.drain()
         ok = True
         for p in self.processors:
             with guard("pipeline.force_flush"):

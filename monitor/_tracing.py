@@ -15,6 +15,7 @@ Configuration, one path: argument, then environment variable, then default, reso
 | `redact`            | `LLM_MONITOR_REDACT`: `secrets,email,phone,card`, `pii`, `all`, `off` | `secrets` |
 | `max_content_chars` | `LLM_MONITOR_MAX_CONTENT_CHARS` (0 = no cap)         | 65536                   |
 | `feedback_exporter` | (tests, custom transports)                           | POST `<endpoint>/v1/feedback` |
+| (no argument)       | `LLM_MONITOR_DEFER=0`: build model-call spans on the app's thread (``instrumentation._deferred``) | on |
 | (tests only)        | `LLM_MONITOR_RAISE_INTERNAL=1`: internal errors propagate (``monitor._guard``) | |
 
 ``sample_rate`` is a head sampler (``ParentBased(TraceIdRatioBased)``): a trace is kept or dropped as a
@@ -35,6 +36,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -402,6 +404,7 @@ def flush(timeout: float = 5.0) -> bool:
     True when everything went out. Blocks the calling thread (up to ``timeout``), so call it at the end
     of a batch job or a test, not per request. Never raises.
     """
+    _drain_deferred()
     st = _state
     if st is None:
         return True
@@ -427,6 +430,7 @@ def shutdown(timeout: float = 5.0) -> None:
             inst.uninstrument()
 
     def stop() -> bool:
+        _drain_deferred()
         st.pipeline.force_flush(int(timeout * 1000))
         st.pipeline.shutdown()
         if st.owns_provider:
@@ -440,14 +444,28 @@ def shutdown(timeout: float = 5.0) -> None:
             st.feedback.shutdown(max(0.0, deadline - time.monotonic()))
 
 
+def _drain_deferred() -> None:
+    """Finish the model-call spans still waiting on the finisher thread (``instrumentation._deferred``).
+
+    Runs on the calling thread so those spans reach the processors before a flush; a no-op when no
+    instrumentor ever deferred a call (the module is then not even loaded).
+    """
+    deferred = sys.modules.get("monitor.instrumentation._deferred")
+    if deferred is not None:
+        deferred.drain()
+
+
 def _at_exit() -> None:
     """Interpreter exit: push out what is queued, bounded so a dead collector cannot hang the exit."""
     st = _state
     if st is not None:
         deadline = time.monotonic() + EXIT_FLUSH_TIMEOUT
-        _run_bounded(
-            lambda: st.pipeline.force_flush(int(EXIT_FLUSH_TIMEOUT * 1000)), EXIT_FLUSH_TIMEOUT, "exit"
-        )
+
+        def run() -> bool:
+            _drain_deferred()
+            return st.pipeline.force_flush(int(EXIT_FLUSH_TIMEOUT * 1000))
+
+        _run_bounded(run, EXIT_FLUSH_TIMEOUT, "exit")
         if st.feedback is not None:
             with guard("exit.feedback"):
                 st.feedback.shutdown(max(0.0, deadline - time.monotonic()))

@@ -33,9 +33,13 @@ class SpanRecorder:
         self.feedback_exporter = feedback_exporter or MemoryFeedbackExporter()
 
     def spans(self) -> list[ReadableSpan]:
-        """Every finished span so far, in end order (flushes the export queue first)."""
+        """Every finished span so far, in end-time order (flushes the export queue first).
+
+        Sorted by ``end_time`` because export order is not end order: model-call spans are built on the
+        finisher thread after the call (``monitor.instrumentation._deferred``) with their real end time.
+        """
         _tracing.flush()
-        return list(self.exporter.get_finished_spans())
+        return sorted(self.exporter.get_finished_spans(), key=lambda s: s.end_time or 0)
 
     def one(self, name: str) -> ReadableSpan:
         """The single finished span called ``name`` (fails loudly when there are none or several)."""

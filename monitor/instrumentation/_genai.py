@@ -168,12 +168,13 @@ class _Activation:
 class LLMCall:
     """One in-flight model call. Thread-safe; every method is guarded and never raises."""
 
-    __slots__ = ("_ended", "_lock", "_t0", "capture_content", "recording", "span", "ttft")
+    __slots__ = ("_ended", "_lock", "_t0", "capture_content", "end_ns", "recording", "span", "ttft")
 
-    def __init__(self, span: trace.Span, capture_content: bool) -> None:
+    def __init__(self, span: trace.Span, capture_content: bool, t0: float | None = None) -> None:
         self.span = span
         self.capture_content = capture_content
-        self._t0 = time.perf_counter()
+        self._t0 = time.perf_counter() if t0 is None else t0  # ``t0``: a deferred call's own start
+        self.end_ns: int | None = None  # set for a deferred call: when it really ended
         self._lock = threading.Lock()
         self._ended = False
         self.ttft: float | None = None
@@ -235,7 +236,7 @@ class LLMCall:
     def _end_locked(self) -> None:
         self._ended = True
         try:
-            self.span.end()
+            self.span.end(end_time=self.end_ns)
         except Exception:
             with guard("llm.end"):
                 raise

@@ -451,6 +451,36 @@ class ChatAccumulator:
                 choice.finish_reason = reason
         return content_seen
 
+    @staticmethod
+    def text_of(chunk: Any) -> str | None:
+        """The text of a chunk that carries nothing else a span needs, else None (see ``add_text``).
+
+        "Nothing else": one choice, index 0, a non-empty ``delta.content`` and no role, tool or function
+        call, finish reason or usage. A stream is mostly such chunks; keeping only their text (strings are
+        not tracked by the garbage collector) instead of the chunk objects keeps a deferred stream cheap
+        for the app. The id/model header is read from the other chunks (the first one carries the role).
+        """
+        try:
+            choices = chunk.choices
+            if chunk.usage is not None or len(choices) != 1:
+                return None
+            ch = choices[0]
+            if ch.index or ch.finish_reason is not None:
+                return None
+            delta = ch.delta
+            text = delta.content
+            if type(text) is not str or not text or delta.role or delta.tool_calls or delta.function_call:
+                return None
+            return text
+        except (AttributeError, TypeError):
+            return None
+
+    def add_text(self, text: str) -> bool:
+        """Fold a chunk ``text_of`` reduced to its text (choice 0 content)."""
+        self._choices.setdefault(0, Choice())
+        self._texts.setdefault(0, []).append(text)
+        return True
+
     def completion(self) -> Completion:
         self.comp.choices = []
         for i in sorted(self._choices):

@@ -29,7 +29,7 @@ import wrapt
 
 from monitor._guard import guard
 from monitor.instrumentation._genai import LLMCall
-from monitor.instrumentation._stream import AsyncStreamProxy, StreamState, SyncStreamProxy
+from monitor.instrumentation._stream import AnyStreamState, AsyncStreamProxy, SyncStreamProxy
 
 __all__ = ["AsyncStreamedRawProxy", "StreamedRawProxy", "raw_kind", "wrap_legacy_stream"]
 
@@ -74,7 +74,7 @@ class _RawState:
     def __init__(self, call: LLMCall, on_result: Callable[[Any], Any], owner: object) -> None:
         self.call = call
         self.on_result = on_result
-        self.stream: StreamState | None = None
+        self.stream: AnyStreamState | None = None
         self.finalizer: weakref.finalize[Any, Any] | None = None
         with guard("raw.finalizer"):
             self.finalizer = weakref.finalize(owner, call.end)

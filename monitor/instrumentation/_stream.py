@@ -14,7 +14,11 @@ stream alive). A failure the provider reports *inside* the stream without raisin
 
 from __future__ import annotations
 
+import functools
+import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import wrapt
@@ -22,9 +26,21 @@ from opentelemetry import trace
 
 from monitor import semconv as sc
 from monitor._guard import guard
+from monitor.instrumentation._deferred import FINISHER, PendingCall
 from monitor.instrumentation._genai import LLMCall
 
-__all__ = ["Accumulator", "AsyncStreamProxy", "StreamState", "SyncStreamProxy", "end_failed"]
+__all__ = [
+    "Accumulator",
+    "AnyStreamState",
+    "AsyncStreamProxy",
+    "DeferredStreamState",
+    "StreamState",
+    "SyncStreamProxy",
+    "defer_stream",
+    "end_failed",
+]
+
+FOLD_AT = 256  # chunks kept as received before they are folded into the accumulator on the app's thread
 
 
 class Accumulator(Protocol):
@@ -82,7 +98,107 @@ class StreamState:
             self.call.end()
 
 
-def _finalizer(proxy: object, state: StreamState) -> weakref.finalize[Any, Any] | None:
+class DeferredStreamState:
+    """A fast-path stream (``_deferred``): chunks are kept as received and folded later, off the app's thread.
+
+    ``on_chunk`` only appends the chunk and its arrival time; the accumulator runs when the span is
+    built (``fold``, on the finisher thread), or on the app's thread every :data:`FOLD_AT` chunks so a
+    long stream holds at most that many chunk objects. Time to first chunk is the arrival time of the
+    first chunk the accumulator says carried content, minus ``t0`` (the call's start).
+    ``on_done(state, exc)`` runs exactly once, on the first of the proxy's end signals.
+    """
+
+    __slots__ = ("_done", "_lock", "acc", "chunks", "on_done", "t0", "text_of", "times", "ttft")
+
+    def __init__(
+        self,
+        acc: Accumulator,
+        t0: float,
+        on_done: Callable[[DeferredStreamState, BaseException | None], None],
+    ) -> None:
+        self.acc = acc
+        # Optional accumulator pair: ``text_of(chunk)`` reduces a text-only chunk to its text, which
+        # ``add_text`` folds later; other chunks are kept whole.
+        self.text_of: Callable[[Any], str | None] | None = getattr(acc, "text_of", None)
+        self.t0 = t0
+        self.on_done = on_done
+        self.chunks: list[Any] = []
+        self.times: list[float] = []
+        self.ttft: float | None = None
+        self._done = False
+        self._lock = threading.Lock()
+
+    def on_chunk(self, chunk: Any) -> None:
+        if self._done:  # read after close: the span already has what arrived before
+            return
+        chunks = self.chunks
+        text_of = self.text_of
+        text = text_of(chunk) if text_of is not None else None
+        chunks.append(chunk if text is None else text)
+        self.times.append(time.perf_counter())
+        if len(chunks) >= FOLD_AT:
+            self.fold()
+
+    def fold(self) -> None:
+        """Feed the kept chunks to the accumulator (one thread at a time: the app's, then the finisher)."""
+        chunks, times = self.chunks, self.times
+        self.chunks, self.times = [], []
+        with guard("stream.chunk"):
+            add, add_text = self.acc.add, getattr(self.acc, "add_text", None)
+            for chunk, t in zip(chunks, times, strict=True):
+                seen = add_text(chunk) if add_text is not None and type(chunk) is str else add(chunk)
+                if seen and self.ttft is None:
+                    self.ttft = t - self.t0
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        with guard("stream.finish"):
+            self.on_done(self, exc)
+
+
+AnyStreamState = StreamState | DeferredStreamState
+
+
+def defer_stream(
+    proxy_type: type[SyncStreamProxy] | type[AsyncStreamProxy],
+    stream: Any,
+    acc: Accumulator,
+    pending: PendingCall,
+    upgrade: Callable[[], LLMCall | None],
+) -> Any:
+    """Wrap a fast-path call's ``stream`` so its span is built when the stream ends (``_deferred``).
+
+    ``upgrade()`` makes the call's eager span (same ids and start). A normal end queues the span for the
+    finisher thread; an exception mid-stream records it right away, on the app's thread.
+    """
+
+    def finish(state: DeferredStreamState, exc: BaseException | None) -> None:
+        state.fold()
+        call = upgrade()
+        if call is None:
+            return
+        if exc is None:
+            call.end_ns = pending.end_ns
+        if state.ttft is not None:
+            call.ttft = state.ttft
+            call.set_attributes({sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: state.ttft})
+        StreamState(call, state.acc).finish(exc)
+
+    def done(state: DeferredStreamState, exc: BaseException | None) -> None:
+        if exc is not None:  # rare: record the failure now
+            finish(state, exc)
+            return
+        pending.end_ns = time.time_ns()
+        pending.job = functools.partial(finish, state, None)
+        FINISHER.submit(pending)
+
+    return proxy_type(stream, DeferredStreamState(acc, pending.t0, done))
+
+
+def _finalizer(proxy: object, state: AnyStreamState) -> weakref.finalize[Any, Any] | None:
     fin = None
     with guard("stream.finalizer"):
         fin = weakref.finalize(proxy, state.finish)
@@ -97,7 +213,7 @@ class _ClosingResponse(wrapt.ObjectProxy):
     and close *it* (not the stream) when their ``with`` block exits early.
     """
 
-    def __init__(self, response: Any, state: StreamState) -> None:
+    def __init__(self, response: Any, state: AnyStreamState) -> None:
         super().__init__(response)
         self._self_state = state
 
@@ -118,7 +234,7 @@ class _ResponseAccess:
     """``stream.response`` through a proxy that notices ``close()`` (shared by both stream proxies)."""
 
     __wrapped__: Any
-    _self_state: StreamState
+    _self_state: AnyStreamState
     _self_response: _ClosingResponse | None = None
 
     @property
@@ -138,7 +254,7 @@ class _ResponseAccess:
 class SyncStreamProxy(_ResponseAccess, wrapt.ObjectProxy):
     """Proxy for a synchronous stream (iterator + context manager + ``close()``)."""
 
-    def __init__(self, stream: Any, state: StreamState) -> None:
+    def __init__(self, stream: Any, state: AnyStreamState) -> None:
         super().__init__(stream)
         self._self_state = state
         self._self_response = None
@@ -184,7 +300,7 @@ class SyncStreamProxy(_ResponseAccess, wrapt.ObjectProxy):
 class AsyncStreamProxy(_ResponseAccess, wrapt.ObjectProxy):
     """Proxy for an asynchronous stream (async iterator + async context manager + ``await close()``)."""
 
-    def __init__(self, stream: Any, state: StreamState) -> None:
+    def __init__(self, stream: Any, state: AnyStreamState) -> None:
         super().__init__(stream)
         self._self_state = state
         self._self_response = None

@@ -30,6 +30,7 @@ ended when the call returns, since reading the body would take it from the appli
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -40,9 +41,10 @@ from opentelemetry import trace
 from monitor import semconv as sc
 from monitor._guard import guard
 from monitor.instrumentation import _anthropic_extract as ex
+from monitor.instrumentation._deferred import FINISHER, FastPath, PendingCall
 from monitor.instrumentation._genai import LLMCall
-from monitor.instrumentation._stream import AsyncStreamProxy, StreamState, SyncStreamProxy
-from monitor.instrumentation.base import Instrumentor
+from monitor.instrumentation._stream import AsyncStreamProxy, StreamState, SyncStreamProxy, defer_stream
+from monitor.instrumentation.base import Instrumentor, snapshot_kwargs
 
 __all__ = ["AnthropicInstrumentor"]
 
@@ -52,7 +54,7 @@ _BASE_CLIENT_MODULE = "anthropic._base_client"
 _SDK_SPAN_FUNCTION = "start_api_call_span"
 
 # The call of ours whose SDK request is running in this context (set only around the provider call).
-_CURRENT: ContextVar[LLMCall | None] = ContextVar("llm_monitor_anthropic_call", default=None)
+_CURRENT: ContextVar[LLMCall | PendingCall | None] = ContextVar("llm_monitor_anthropic_call", default=None)
 
 
 class AnthropicInstrumentor(Instrumentor):
@@ -64,6 +66,7 @@ class AnthropicInstrumentor(Instrumentor):
     def __init__(self) -> None:
         super().__init__()
         self._stream_types: tuple[type, type] | None = None
+        self._fast: FastPath | None = None
 
     def _instrument(self) -> None:
         import importlib
@@ -72,6 +75,7 @@ class AnthropicInstrumentor(Instrumentor):
         from anthropic import _base_client
 
         self._stream_types = (anthropic.Stream, anthropic.AsyncStream)
+        self._fast = FastPath.for_tracer(self.tracer)
         for module_name in _MESSAGES_MODULES:
             try:
                 module = importlib.import_module(module_name)
@@ -138,35 +142,139 @@ class AnthropicInstrumentor(Instrumentor):
         call.end()
         return result
 
+    # -- the fast path (``_deferred``): span built after the call, off the app's thread -----------------
+
+    def _upgrade(
+        self, pending: PendingCall, resource: Any, kwargs: Mapping[str, Any], stream: bool
+    ) -> LLMCall | None:
+        """The eager span of a fast-path call (its ids and start time), or None if our code fails."""
+        fast = self._fast
+        with guard("anthropic.chat.request"):
+            if fast is None:
+                return None
+            capture = self.capture_content
+            attrs = ex.request_attributes(resource, kwargs, capture, stream=stream)
+            model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
+            span = fast.start_span(
+                pending, f"chat {model}" if model else "chat", attrs, trace.SpanKind.CLIENT
+            )
+            return LLMCall(span, capture, pending.t0)
+        return None
+
+    def _complete(
+        self, pending: PendingCall, resource: Any, kwargs: Mapping[str, Any], stream: bool, result: Any
+    ) -> Any:
+        """After a fast-path call returned: a plain message or a stream is finished later, the rest now."""
+        pending.detach()
+        try:
+            snapshot = snapshot_kwargs(dict(kwargs))
+            upgrade = functools.partial(self._upgrade, pending, resource, snapshot, stream)
+            types = self._stream_types
+            if types is not None and isinstance(result, types):
+                proxy_type: Any = SyncStreamProxy if isinstance(result, types[0]) else AsyncStreamProxy
+                acc = ex.StreamAccumulator(self.capture_content)
+                return defer_stream(proxy_type, result, acc, pending, upgrade)
+            if not hasattr(result, "http_response"):  # not with_raw_response / with_streaming_response
+                pending.end_ns = time.time_ns()
+                pending.job = functools.partial(self._finish_deferred, pending, upgrade, result)
+                FINISHER.submit(pending)
+                return result
+        except Exception:
+            with guard("anthropic.chat.defer"):
+                raise
+        call = self._upgrade(pending, resource, kwargs, stream)
+        return result if call is None else self._finish(call, result)
+
+    def _finish_deferred(
+        self, pending: PendingCall, upgrade: Callable[[], LLMCall | None], result: Any
+    ) -> None:
+        """Finisher thread, inside the caller's contextvars: the span the eager path would have made."""
+        call = upgrade()
+        if call is not None:
+            call.end_ns = pending.end_ns
+            self._finish(call, result)
+
+    def _failed(
+        self, pending: PendingCall, resource: Any, kwargs: Mapping[str, Any], stream: bool, exc: BaseException
+    ) -> None:
+        pending.detach()
+        call = self._upgrade(pending, resource, kwargs, stream)
+        if call is not None:
+            call.fail(exc)
+
+    def _traced_sync(
+        self, resource: Any, kwargs: Mapping[str, Any], stream: bool, request: Callable[[], Any]
+    ) -> Any:
+        """``request()`` (the SDK call) traced: fast path, eager path, or untraced when nested/inactive."""
+        if not self._active or _CURRENT.get() is not None:
+            return request()
+        fast = self._fast
+        pending = fast.begin() if fast is not None else None
+        if pending is False:  # sampled out
+            return request()
+        if pending is None:
+            call = self._begin(resource, kwargs, stream=stream)
+            if call is None:
+                return request()
+            try:
+                with self._running(call):
+                    result = request()
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            return self._finish(call, result)
+        token = _CURRENT.set(pending)
+        try:
+            result = request()
+        except BaseException as exc:
+            _CURRENT.reset(token)
+            self._failed(pending, resource, kwargs, stream, exc)
+            raise
+        _CURRENT.reset(token)
+        return self._complete(pending, resource, kwargs, stream, result)
+
+    async def _traced_async(
+        self, resource: Any, kwargs: Mapping[str, Any], stream: bool, request: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """The async twin of :meth:`_traced_sync`."""
+        if not self._active or _CURRENT.get() is not None:
+            return await request()
+        fast = self._fast
+        pending = fast.begin() if fast is not None else None
+        if pending is False:
+            return await request()
+        if pending is None:
+            call = self._begin(resource, kwargs, stream=stream)
+            if call is None:
+                return await request()
+            try:
+                with self._running(call):
+                    result = await request()
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            return self._finish(call, result)
+        token = _CURRENT.set(pending)
+        try:
+            result = await request()
+        except BaseException as exc:
+            _CURRENT.reset(token)
+            self._failed(pending, resource, kwargs, stream, exc)
+            raise
+        _CURRENT.reset(token)
+        return self._complete(pending, resource, kwargs, stream, result)
+
     # -- wrappers (wrapt signature: wrapped, instance, args, kwargs) ----------------------------------
 
     def _call_sync(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        call = self._begin(instance, kwargs)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        try:
-            with self._running(call):
-                result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        return self._finish(call, result)
+        return self._traced_sync(instance, kwargs, False, functools.partial(wrapped, *args, **kwargs))
 
     async def _call_async(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        call = self._begin(instance, kwargs)
-        if call is None:
-            return await wrapped(*args, **kwargs)
-        try:
-            with self._running(call):
-                result = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        return self._finish(call, result)
+        return await self._traced_async(instance, kwargs, False, functools.partial(wrapped, *args, **kwargs))
 
     def _stream_helper(
         self,
@@ -185,34 +293,12 @@ class AnthropicInstrumentor(Instrumentor):
             if slot is not None:
                 request = getattr(manager, slot)
                 if is_async:
-                    setattr(manager, slot, self._open_async(instance, kwargs, request))
+                    setattr(manager, slot, self._traced_async(instance, kwargs, True, lambda: request))
                 elif callable(request):
-                    setattr(manager, slot, functools.partial(self._open_sync, instance, kwargs, request))
+                    setattr(
+                        manager, slot, functools.partial(self._traced_sync, instance, kwargs, True, request)
+                    )
         return manager
-
-    def _open_sync(self, resource: Any, kwargs: Mapping[str, Any], request: Callable[[], Any]) -> Any:
-        call = self._begin(resource, kwargs, stream=True)
-        if call is None:
-            return request()
-        try:
-            with self._running(call):
-                result = request()
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        return self._finish(call, result)
-
-    async def _open_async(self, resource: Any, kwargs: Mapping[str, Any], request: Awaitable[Any]) -> Any:
-        call = self._begin(resource, kwargs, stream=True)
-        if call is None:
-            return await request
-        try:
-            with self._running(call):
-                result = await request
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        return self._finish(call, result)
 
     def _sdk_call_span(
         self, wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -223,5 +309,7 @@ class AnthropicInstrumentor(Instrumentor):
             with guard("anthropic.sdk_span"):
                 options = args[2] if len(args) > 2 else kwargs.get("options")
                 if getattr(options, "span_name", None):
-                    return trace.NonRecordingSpan(call.span.get_span_context())
+                    if isinstance(call, LLMCall):
+                        return trace.NonRecordingSpan(call.span.get_span_context())
+                    return trace.get_current_span()  # a fast-path call's stand-in, current right now
         return wrapped(*args, **kwargs)

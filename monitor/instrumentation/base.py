@@ -27,7 +27,7 @@ from monitor import _tracing
 from monitor import semconv as sc
 from monitor._version import __version__
 
-__all__ = ["Instrumentor", "Wrapper"]
+__all__ = ["Instrumentor", "Wrapper", "snapshot_kwargs"]
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -108,3 +108,16 @@ class Instrumentor(ABC):
                 delattr(parent, attribute)
             else:
                 setattr(parent, attribute, original)
+
+
+def snapshot_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A call's keyword arguments as they are now, for reading later on another thread.
+
+    Top-level lists are copied (apps append the reply to their ``messages`` list right after the
+    call); the elements themselves are shared, not deep-copied.
+    """
+    snapshot = dict(kwargs)
+    for key, value in snapshot.items():  # a plain loop: no comprehension frame on the request path
+        if type(value) is list:
+            snapshot[key] = value.copy()
+    return snapshot

@@ -32,24 +32,29 @@ from __future__ import annotations
 
 import functools
 import importlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from opentelemetry import trace
 
 from monitor import semconv as sc
 from monitor._guard import guard
 from monitor.instrumentation import _openai_extract as ex
 from monitor.instrumentation import _openai_raw as raw
 from monitor.instrumentation import _openai_responses as rx
+from monitor.instrumentation._deferred import FINISHER, FastPath, PendingCall
 from monitor.instrumentation._genai import LLMCall
 from monitor.instrumentation._stream import (
     Accumulator,
     AsyncStreamProxy,
     StreamState,
     SyncStreamProxy,
+    defer_stream,
     end_failed,
 )
-from monitor.instrumentation.base import Instrumentor
+from monitor.instrumentation.base import Instrumentor, snapshot_kwargs
 
 __all__ = ["OpenAIInstrumentor"]
 
@@ -117,11 +122,14 @@ class OpenAIInstrumentor(Instrumentor):
     def __init__(self) -> None:
         super().__init__()
         self._stream_types: tuple[type, type] | None = None
+        self._fast: FastPath | None = None
+        self._plain: dict[type, bool] = {}  # result type -> a plain response (no stream, not raw)
 
     def _instrument(self) -> None:
         import openai
 
         self._stream_types = (openai.Stream, openai.AsyncStream)
+        self._fast = FastPath.for_tracer(self.tracer)
         for module, sync_path, async_path, op in (
             (_CHAT_MODULE, "Completions.create", "AsyncCompletions.create", CHAT),
             (_CHAT_MODULE, "Completions.parse", "AsyncCompletions.parse", CHAT),  # structured outputs
@@ -137,16 +145,87 @@ class OpenAIInstrumentor(Instrumentor):
 
     # -- shared steps (every one guarded; the user's call runs outside them) -------------------------
 
+    def _request(self, op: Operation, resource: Any, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        attrs = ex.common_request_attributes(op.name, op.kind, resource, kwargs)
+        attrs.update(op.request(kwargs, self.capture_content))
+        model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
+        return (f"{op.name} {model}" if model else op.name), attrs
+
     def _begin(self, op: Operation, resource: Any, kwargs: Mapping[str, Any]) -> LLMCall | None:
         """Start the span with every request attribute, or return None if our code fails."""
         with guard(f"openai.{op.name}.request"):
-            capture = self.capture_content
-            attrs = ex.common_request_attributes(op.name, op.kind, resource, kwargs)
-            attrs.update(op.request(kwargs, capture))
-            model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
-            name = f"{op.name} {model}" if model else op.name
-            return LLMCall.start(self.tracer, name, attrs, capture)
+            name, attrs = self._request(op, resource, kwargs)
+            return LLMCall.start(self.tracer, name, attrs, self.capture_content)
         return None
+
+    def _upgrade(
+        self, op: Operation, pending: PendingCall, resource: Any, kwargs: Mapping[str, Any]
+    ) -> LLMCall | None:
+        """The eager span of a fast-path call (its ids and start time), or None if our code fails."""
+        fast = self._fast
+        with guard(f"openai.{op.name}.request"):
+            if fast is None:
+                return None
+            name, attrs = self._request(op, resource, kwargs)
+            span = fast.start_span(pending, name, attrs, trace.SpanKind.CLIENT)
+            return LLMCall(span, self.capture_content, pending.t0)
+        return None
+
+    def _complete(
+        self, op: Operation, pending: PendingCall, resource: Any, kwargs: dict[str, Any], result: Any
+    ) -> Any:
+        """After a fast-path call returned: defer a plain response to the finisher, upgrade the rest."""
+        pending.detach()
+        try:
+            plain = self._plain.get(type(result))
+            if plain is None:
+                plain = self._is_plain(result)
+                if len(self._plain) < 256:
+                    self._plain[type(result)] = plain
+            if plain:
+                pending.end_ns = time.time_ns()
+                pending.job = functools.partial(
+                    self._finish_deferred, op, pending, resource, snapshot_kwargs(kwargs), result
+                )
+                FINISHER.submit(pending)
+                return result
+            proxy = self._deferred_stream_proxy(op, pending, resource, kwargs, result)
+            if proxy is not None:
+                return proxy
+        except Exception:
+            with guard(f"openai.{op.name}.defer"):
+                raise
+        call = self._upgrade(op, pending, resource, kwargs)
+        return result if call is None else self._finish(op, call, result)
+
+    def _deferred_stream_proxy(
+        self, op: Operation, pending: PendingCall, resource: Any, kwargs: dict[str, Any], result: Any
+    ) -> Any:
+        """A stream proxy whose span is built when the stream ends (None if ``result`` is no such stream)."""
+        if op.accumulator is None or self._stream_types is None:
+            return None
+        sync_type, async_type = self._stream_types
+        if isinstance(result, sync_type):
+            proxy_type: Any = SyncStreamProxy
+        elif isinstance(result, async_type):
+            proxy_type = AsyncStreamProxy
+        else:
+            return None
+        upgrade = functools.partial(self._upgrade, op, pending, resource, snapshot_kwargs(kwargs))
+        return defer_stream(proxy_type, result, op.accumulator(), pending, upgrade)
+
+    def _is_plain(self, result: Any) -> bool:
+        streams = self._stream_types or ()
+        return not isinstance(result, streams) and raw.raw_kind(result) is None
+
+    def _finish_deferred(
+        self, op: Operation, pending: PendingCall, resource: Any, kwargs: dict[str, Any], result: Any
+    ) -> None:
+        """Finisher thread, inside the caller's contextvars: the span the eager path would have made."""
+        call = self._upgrade(op, pending, resource, kwargs)
+        if call is not None:
+            call.end_ns = pending.end_ns
+            self._finish(op, call, result)
 
     def _stream_proxy(self, op: Operation, call: LLMCall, result: Any) -> Any:
         """A type-preserving proxy if ``result`` is an SDK stream this operation can read, else None."""
@@ -208,7 +287,23 @@ class OpenAIInstrumentor(Instrumentor):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        call = self._begin(op, instance, kwargs) if self.active else None
+        if not self._active:
+            return wrapped(*args, **kwargs)
+        fast = self._fast
+        pending = fast.begin() if fast is not None else None
+        if pending is False:  # sampled out
+            return wrapped(*args, **kwargs)
+        if pending is not None:  # the fast path: its stand-in span is current
+            try:
+                result = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                pending.detach()
+                failed = self._upgrade(op, pending, instance, kwargs)
+                if failed is not None:
+                    failed.fail(exc)
+                raise
+            return self._complete(op, pending, instance, kwargs, result)
+        call = self._begin(op, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
@@ -227,7 +322,23 @@ class OpenAIInstrumentor(Instrumentor):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        call = self._begin(op, instance, kwargs) if self.active else None
+        if not self._active:
+            return await wrapped(*args, **kwargs)
+        fast = self._fast
+        pending = fast.begin() if fast is not None else None
+        if pending is False:  # sampled out
+            return await wrapped(*args, **kwargs)
+        if pending is not None:  # the fast path: its stand-in span is current
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                pending.detach()
+                failed = self._upgrade(op, pending, instance, kwargs)
+                if failed is not None:
+                    failed.fail(exc)
+                raise
+            return self._complete(op, pending, instance, kwargs, result)
+        call = self._begin(op, instance, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         try:

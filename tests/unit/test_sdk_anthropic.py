@@ -608,14 +608,30 @@ def test_internal_error_in_extraction_does_not_break_the_call(
     assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
 
 
-def test_internal_error_before_the_call_skips_the_span(
+def test_internal_error_in_the_request_extractor_loses_only_the_span(
     rec: SpanRecorder, client: anthropic.Anthropic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(_guard.RAISE_INTERNAL_ENV, raising=False)
     monkeypatch.setattr(_anthropic_extract, "input_messages", lambda *a: 1 / 0)
+    before = _guard.internal_error_count()
     assert client.messages.create(**create_kwargs()).content[0].text == REPLY
-    # no span of ours, so nothing replaces the SDK's own call span
-    assert [s.instrumentation_scope.name for s in rec.spans()] == ["com.anthropic.sdk.python"]
+    # The span is built after the call, on the finisher thread, where the bug surfaces: the call had
+    # already handed the SDK our stand-in instead of its own span, so it ends up with no span at all.
+    assert rec.spans() == []
+    assert _guard.internal_error_count() - before == 1
+
+
+def test_internal_error_before_an_eager_call_keeps_the_sdks_span(
+    client: anthropic.Anthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_MONITOR_DEFER", "0")  # spans built on the app's thread
+    monkeypatch.delenv(_guard.RAISE_INTERNAL_ENV, raising=False)
+    monkeypatch.setattr(_anthropic_extract, "input_messages", lambda *a: 1 / 0)
+    with recording(service_name="test", instrument=["anthropic"]) as r:
+        assert client.messages.create(**create_kwargs()).content[0].text == REPLY
+        # no span of ours, so nothing replaces the SDK's own call span
+        assert [s.instrumentation_scope.name for s in r.spans()] == ["com.anthropic.sdk.python"]
+    reset_global_tracer_provider()
 
 
 def test_internal_error_raises_under_test_flag(
@@ -623,5 +639,6 @@ def test_internal_error_raises_under_test_flag(
 ) -> None:
     monkeypatch.setenv(_guard.RAISE_INTERNAL_ENV, "1")
     monkeypatch.setattr(_anthropic_extract, "input_messages", lambda *a: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        client.messages.create(**create_kwargs())
+    assert client.messages.create(**create_kwargs()).content[0].text == REPLY
+    with pytest.raises(ZeroDivisionError):  # from the finisher, at the next flush
+        rec.spans()

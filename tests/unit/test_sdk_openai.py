@@ -509,8 +509,23 @@ def test_internal_error_raises_under_test_flag(
 ) -> None:
     monkeypatch.setenv(_guard.RAISE_INTERNAL_ENV, "1")
     monkeypatch.setattr(_openai_extract, "input_messages", lambda *a: 1 / 0)
+    # The span is built after the call, on the finisher thread: the app's call still succeeds, and our
+    # bug surfaces from the next flush (which tests always reach through ``rec.spans()``).
+    resp = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert resp.choices[0].message.content == REPLY
     with pytest.raises(ZeroDivisionError):
-        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        rec.spans()
+    assert rec.spans() == []  # reported once; nothing half-built was exported
+
+
+def test_internal_error_raises_on_the_eager_path_under_test_flag(
+    rec: SpanRecorder, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_guard.RAISE_INTERNAL_ENV, "1")
+    monkeypatch.setattr(_openai_extract, "input_messages", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        # a raw response is upgraded to its eager span on the app's thread, so the bug raises right here
+        client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
 
 
 def test_structured_output_parse(rec: SpanRecorder, client: openai.OpenAI) -> None:
