@@ -28,6 +28,7 @@ __all__ = [
     "convert_messages",
     "documents_output",
     "is_agent",
+    "is_agent_step",
     "llm_request_attributes",
     "llm_response_attributes",
     "model_name",
@@ -104,14 +105,22 @@ def is_agent(
     """Whether a chain run is an agent (more signals arrive later: ``on_agent_action``/``finish``).
 
     ``AgentExecutor`` (by name or class); a run tagged ``agent`` whose parent is not (LangChain tags
-    are inherited, so only the outermost tagged run is the agent); a LangGraph node named ``agent``
-    (the prebuilt ReAct agent's model node; children inherit the node metadata, hence the name check).
+    are inherited, so only the outermost tagged run is the agent). A LangGraph agent is recognised
+    by its first step instead (:func:`is_agent_step`).
     """
     path = _class_path(serialized)
     if name.endswith("AgentExecutor") or (path and path[-1].endswith("AgentExecutor")):
         return True
-    if tags and "agent" in tags and "agent" not in parent_tags:
-        return True
+    return bool(tags and "agent" in tags and "agent" not in parent_tags)
+
+
+def is_agent_step(name: str, metadata: Mapping[str, Any] | None) -> bool:
+    """Whether a chain run is the model node of LangGraph's prebuilt ReAct agent (``create_react_agent``).
+
+    That node (named ``agent``) runs once per turn of the loop, so it is a step, not the agent: the
+    graph run it belongs to (its parent) is the agent, and the ``tools`` node beside it runs under that.
+    Runs inside the node inherit its metadata, hence the name check.
+    """
     return bool(metadata) and name == "agent" and get(metadata, "langgraph_node") == "agent"
 
 

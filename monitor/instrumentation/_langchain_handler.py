@@ -210,6 +210,9 @@ class MonitorCallbackHandler(BaseCallbackHandler):
             name = ex.run_name(serialized, kwargs, "chain")
             parent = self._parent(parent_run_id)
             kind = "agent" if ex.is_agent(name, serialized, tags, metadata, parent[1]) else "chain"
+            graph = self._peek(parent_run_id) if parent_run_id is not None else None
+            if graph is not None and ex.is_agent_step(name, metadata):
+                self._as_agent(graph)  # a LangGraph ReAct agent: its graph run is the agent
             span_name, attrs = _start_attributes(kind, name)
             run = self._start(
                 run_id, parent_run_id, kind, name, attrs, tags, span_name=span_name, parent=parent

@@ -881,8 +881,9 @@ def test_handler_errors_never_reach_langchain(
 
 def test_extract_helpers() -> None:
     assert _langchain_extract.is_agent("AgentExecutor", None, None, None, frozenset())
-    assert _langchain_extract.is_agent("agent", None, [], {"langgraph_node": "agent"}, frozenset())
-    assert not _langchain_extract.is_agent("model", None, [], {"langgraph_node": "agent"}, frozenset())
+    assert not _langchain_extract.is_agent("agent", None, [], {"langgraph_node": "agent"}, frozenset())
+    assert _langchain_extract.is_agent_step("agent", {"langgraph_node": "agent"})
+    assert not _langchain_extract.is_agent_step("model", {"langgraph_node": "agent"})
     assert not _langchain_extract.is_agent("step", None, ["agent"], None, frozenset({"agent"}))
     assert (
         _langchain_extract.provider_name(
