@@ -3,8 +3,8 @@
 Why: DESIGN §3 promises that an acknowledged span is never lost — not when the store is down, not on
 SIGTERM, not after ``kill -9``. So :meth:`SpooledBatchWriter.submit` appends the request's rows to the spool
 and waits for the group commit (one fsync for all concurrent requests) before the 200 goes out. The rows
-are encoded once, there, by the writer (:meth:`~collectors.writer.Writer.encode`: JSONEachRow for the store,
-with the acceptance time as ``ingested_at``); the spool, the memory cache and the insert all carry those
+are encoded once, there, by the writer (:meth:`~collectors.writer.Writer.encode`: JSON compact rows for the
+store, with the acceptance time as ``ingested_at``); the spool, the memory cache and the insert all carry those
 bytes, and the writer thread only concatenates them. Rows the writer cannot encode (or a writer that takes
 row dicts only) are pickled instead and inserted as rows, under their own token.
 
@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import json
 import logging
 import pickle
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -62,21 +64,45 @@ def decode_rows(payload: bytes) -> tuple[str, list[Row]]:
     return str(table), list(rows)
 
 
-# A payload the writer encoded itself (JSONEachRow for the store): ENCODED + table + b"\n" + the bytes,
-# inserted unchanged. Pickle payloads start with b"\x80" (protocol 2+), so the two never collide, and
-# spools written before this format existed still replay.
+# A payload the writer encoded itself: COMPACT + table + b"\n" + the JSON list of the column names each
+# line holds + b"\n" + the body (JSON compact rows, one a line), inserted unchanged while the writer's
+# columns are the same. ENCODED (JSONEachRow objects) is what collectors before compact rows wrote: such
+# records, and compact ones whose columns differ from the writer's (spooled before a schema change), are
+# replayed as row dicts. Pickle payloads start with b"\x80" (protocol 2+), so none of them collide.
 ENCODED = b"LMe1"
+COMPACT = b"LMc1"
+_NAMES_JSON: dict[tuple[str, ...], bytes] = {}
 
 
-def encoded_payload(table: str, body: bytes) -> bytes:
-    return b"".join((ENCODED, table.encode(), b"\n", body))
+def encoded_payload(table: str, body: bytes, columns: list[str]) -> bytes:
+    key = tuple(columns)
+    names = _NAMES_JSON.get(key)
+    if names is None:
+        names = _NAMES_JSON[key] = json.dumps(columns, separators=(",", ":")).encode()
+    return b"".join((COMPACT, table.encode(), b"\n", names, b"\n", body))
 
 
-def decode_payload(payload: bytes) -> tuple[str, list[Row] | None, memoryview | None]:
-    """(table, rows, None) for a pickled payload, (table, None, encoded bytes) for an encoded one."""
+def _lines(body: bytes | memoryview) -> list[Any]:
+    return [json.loads(line) for line in bytes(body).split(b"\n") if line.strip()]
+
+
+def decode_payload(
+    payload: bytes, columns_of: Callable[[str], list[str] | None] | None = None
+) -> tuple[str, list[Row] | None, memoryview | None]:
+    """(table, rows, None) for a payload replayed as row dicts, (table, None, encoded bytes) for one the
+    writer can insert unchanged: compact rows whose column names equal ``columns_of(table)``."""
+    if payload[:4] == COMPACT:
+        end = payload.index(b"\n", 4)
+        table = payload[4:end].decode()
+        names_end = payload.index(b"\n", end + 1)
+        names = json.loads(payload[end + 1 : names_end])
+        body = memoryview(payload)[names_end + 1 :]
+        if columns_of is not None and columns_of(table) == names:
+            return table, None, body
+        return table, [dict(zip(names, values, strict=True)) for values in _lines(body)], None
     if payload[:4] == ENCODED:
         end = payload.index(b"\n", 4)
-        return payload[4:end].decode(), None, memoryview(payload)[end + 1 :]
+        return payload[4:end].decode(), _lines(memoryview(payload)[end + 1 :]), None
     table, rows = decode_rows(payload)
     return table, rows, None
 
@@ -143,9 +169,10 @@ class SpooledBatchWriter(BatchWriter):
         # Encoded once, here: the spool, the memory cache and the insert all use these bytes (the writer
         # thread only concatenates them), and the acceptance time in them makes a replay byte-identical.
         stamp = _dt.datetime.now(_dt.timezone.utc)
-        body = self.writer.encode(table, rows, stamp)
-        if body is not None:
-            payload = encoded_payload(table, body)
+        columns = self.writer.encoded_columns(table)
+        body = self.writer.encode(table, rows, stamp) if columns else None
+        if body is not None and columns:
+            payload = encoded_payload(table, body, columns)
             chunk_rows, chunk_body = None, memoryview(payload)[len(payload) - len(body) :]
             del body
         else:
@@ -372,7 +399,7 @@ class SpooledBatchWriter(BatchWriter):
         parts = []
         for rec in records:
             try:
-                parts.append((*decode_payload(rec.payload), rec.count))
+                parts.append((*decode_payload(rec.payload, self.writer.encoded_columns), rec.count))
             except Exception as e:  # a record we wrote but cannot read back: count it, never crash
                 log.error("spool record %d cannot be decoded, skipped: %s", rec.seq, e)
         if not records and upto >= first:

@@ -69,7 +69,8 @@ class UnmappedCounter:
 
     def observe(self, rows: Iterable[dict[str, Any]]) -> None:
         """Count the attribute keys left on each row (each key once per span)."""
-        local: dict[str, int] = {}
+        # Spans of one request mostly share their leftover keys: count each distinct key tuple, then fold.
+        by_keys: dict[tuple[str, ...], int] = {}
         spans = spans_with = 0
         for row in rows:
             spans += 1
@@ -77,8 +78,12 @@ class UnmappedCounter:
             if not attrs:
                 continue
             spans_with += 1
-            for f in {self._folded(k) for k in attrs}:
-                local[f] = local.get(f, 0) + 1
+            keys = tuple(attrs)
+            by_keys[keys] = by_keys.get(keys, 0) + 1
+        local: dict[str, int] = {}
+        for keys, n in by_keys.items():
+            for f in {self._folded(k) for k in keys}:
+                local[f] = local.get(f, 0) + n
         with self._lock:
             self._spans += spans
             self._spans_with += spans_with

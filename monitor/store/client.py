@@ -290,19 +290,31 @@ class Store:
         return n
 
     def insert_raw(
-        self, table: str, data: bytes, fmt: str, settings: Mapping[str, Any] | None = None
+        self,
+        table: str,
+        data: bytes,
+        fmt: str,
+        settings: Mapping[str, Any] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> None:
-        """Insert an already encoded body in ClickHouse input format ``fmt`` (e.g. ``JSONEachRow``).
+        """Insert an already encoded body in ClickHouse input format ``fmt`` (e.g. ``JSONCompactEachRow``).
 
         The engine parses it, outside the GIL: the collector's writer uses this so that row encoding (one
-        orjson call per row) is all the Python work an insert costs. ``settings`` as for :meth:`insert_columns`.
+        orjson call per row) is all the Python work an insert costs. ``columns`` names what each row holds
+        (formats without names need it); ``settings`` as for :meth:`insert_columns`.
         """
         if self.readonly:
             raise StoreError("the store was opened read-only")
         if not data:
             return
         try:
-            self.client().raw_insert(self.table(table), None, data, settings=dict(settings or {}), fmt=fmt)
+            self.client().raw_insert(
+                self.table(table),
+                list(columns) if columns else None,
+                data,
+                settings=dict(settings or {}),
+                fmt=fmt,
+            )
         except Exception as e:
             raise StoreError(f"insert into {table} failed: {_clean_error(e)}") from None
 

@@ -263,7 +263,7 @@ CRASH_AFTER_INSERT = textwrap.dedent(
         print(f"inserted {len(rows)} rows", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)  # ...and the checkpoint never advances
 
-    def write_encoded_then_die(self, table, bodies, token=None):  # the spool's pre-encoded JSONEachRow
+    def write_encoded_then_die(self, table, bodies, token=None):  # the spool's pre-encoded rows
         real_encoded(self, table, bodies, token=token)
         n = sum(bytes(b).count(b"\\n") for b in bodies)
         print(f"inserted {n} rows", flush=True)

@@ -1,4 +1,4 @@
-"""StoreWriter's two insert paths (JSONEachRow via orjson, native columns) store identical rows."""
+"""StoreWriter's two insert paths (JSON compact rows via orjson, native columns) store identical rows."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_json_and_native_paths_store_the_same_rows(store, monkeypatch: pytest.Mo
     StoreWriter(store).write("spans", rows)
     via_json = _stored(store)
     store.command("TRUNCATE TABLE spans")
-    monkeypatch.setattr(writer_mod, "_json_rows", lambda *a: None)
+    monkeypatch.setattr(writer_mod, "_compact_rows", lambda *a: None)
     StoreWriter(store).write("spans", rows)
     via_native = _stored(store)
     assert len(via_json) == len(rows)
@@ -75,4 +75,6 @@ def test_json_and_native_paths_store_the_same_rows(store, monkeypatch: pytest.Mo
 def test_unencodable_row_falls_back_to_native() -> None:
     rows = _rows()
     rows[0] = dict(rows[0], output_text="lone \ud800 surrogate")  # orjson refuses it
-    assert writer_mod._json_rows(rows, SPAN_DEFAULTS, "ingested_at", dt.datetime.now(dt.timezone.utc)) is None
+    assert (
+        writer_mod._compact_rows(rows, SPAN_DEFAULTS, "ingested_at", dt.datetime.now(dt.timezone.utc)) is None
+    )

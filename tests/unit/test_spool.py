@@ -229,22 +229,54 @@ def test_writer_with_a_failing_store_spills_to_disk_keeps_memory_bounded_and_cat
 
 
 class EncodingWriter(MemoryWriter):
-    """A MemoryWriter that, like StoreWriter, encodes rows (one JSON object a line) on the request thread
-    and stores the concatenated bytes: rows it cannot encode (``"raw"`` set) go the row-dict way."""
+    """A MemoryWriter that, like StoreWriter, encodes rows (one JSON array a line, in ``columns`` order) on
+    the request thread and stores the concatenated bytes: rows it cannot encode (``"raw"`` set) go the
+    row-dict way."""
 
-    def __init__(self) -> None:
+    def __init__(self, columns: dict[str, list[str]] | None = None) -> None:
         super().__init__()
         self.encoded_writes: list[tuple[str, str | None]] = []
+        self.columns = columns or {"spans": ["i", "at"], "feedback": ["fb", "at"]}
+
+    def encoded_columns(self, table):
+        return self.columns[table]
 
     def encode(self, table, rows, stamp):
         if any("raw" in r for r in rows):
             return None
-        return b"".join(json.dumps({**r, "at": stamp.isoformat()}).encode() + b"\n" for r in rows)
+        names = self.columns[table][:-1]
+        return b"".join(
+            json.dumps([*(r.get(c) for c in names), stamp.isoformat()]).encode() + b"\n" for r in rows
+        )
 
     def write_encoded(self, table, bodies, token=None):
-        rows = [json.loads(line) for line in b"".join(bodies).splitlines()]
+        names = self.columns[table]
+        rows = [dict(zip(names, json.loads(line), strict=True)) for line in b"".join(bodies).splitlines()]
         self.write(table, rows, token)
         self.encoded_writes.append((table, token))
+
+
+def test_records_spooled_before_a_schema_change_replay_as_rows(tmp_path: Path) -> None:
+    old = EncodingWriter()
+    old.failing = True  # the store is down when the collector stops: the records stay on disk
+    bw = SpooledBatchWriter(old, Spool(tmp_path, max_bytes=1 << 20), batch_size=10, flush_interval=0.01,
+                            max_rows=100, retry_initial=0.01, retry_max=0.02)  # fmt: skip
+    bw.start()
+    assert bw.offer([{"i": i} for i in range(4)])
+    assert not bw.close(0.3)  # gave up: nothing stored, everything still spooled
+    assert old.rows() == []
+    # the next version has a new column; the spooled bodies name the old columns, so they come back as
+    # row dicts (with their acceptance time) and go through the new writer's own encoding
+    new = EncodingWriter({"spans": ["i", "j", "at"], "feedback": ["fb", "at"]})
+    bw2 = SpooledBatchWriter(new, Spool(tmp_path, max_bytes=1 << 20), batch_size=10, flush_interval=0.01,
+                             max_rows=100)  # fmt: skip
+    bw2.start()
+    assert bw2.flush(5)
+    rows = new.rows()
+    assert [(r["i"], r.get("j")) for r in rows] == [(0, None), (1, None), (2, None), (3, None)]
+    assert len({r["at"] for r in rows}) == 1 and all(r["at"] for r in rows)
+    assert bw2.stats().replayed == 4
+    assert bw2.close(5)
 
 
 def test_encoded_rows_are_spooled_once_inserted_unchanged_and_replayed_from_disk(tmp_path: Path) -> None:
@@ -307,6 +339,20 @@ def test_an_encoded_range_replayed_after_a_crash_carries_the_same_token(tmp_path
 def test_payload_formats_are_told_apart() -> None:
     from collectors.spooled_writer import decode_payload, encoded_payload
 
-    table, rows, body = decode_payload(encoded_payload("feedback", b'{"a":1}\n'))
-    assert (table, rows, bytes(body or b"")) == ("feedback", None, b'{"a":1}\n')
+    payload = encoded_payload("feedback", b'[1,"x"]\n[2,"y"]\n', ["a", "b"])
+    table, rows, body = decode_payload(payload, lambda t: ["a", "b"] if t == "feedback" else None)
+    assert (table, rows, bytes(body or b"")) == ("feedback", None, b'[1,"x"]\n[2,"y"]\n')
+    # the writer's columns changed since (or it takes rows): the same record comes back as row dicts
+    assert decode_payload(payload, lambda t: ["a", "b", "c"]) == (
+        "feedback",
+        [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}],
+        None,
+    )
+    assert decode_payload(payload) == ("feedback", [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], None)
+    # JSONEachRow records of collectors before compact rows, and pickled rows: replayed as rows
+    assert decode_payload(b'LMe1spans\n{"a":1}\n{"a":2}\n', lambda t: ["a"]) == (
+        "spans",
+        [{"a": 1}, {"a": 2}],
+        None,
+    )
     assert decode_payload(encode_rows("spans", [{"a": 1}])) == ("spans", [{"a": 1}], None)  # older spools
