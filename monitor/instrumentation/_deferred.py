@@ -54,46 +54,61 @@ logger = logging.getLogger("monitor")
 
 INTERVAL = 0.05  # seconds between the finisher's passes (spans wait for the export batch anyway)
 MAX_PENDING = 10_000
+# Calls waiting that wake the finisher before its interval. What a waiting call holds (the response and
+# its model objects, the argument snapshot) counts toward CPython's gen-0 GC threshold until the finisher
+# frees it, and those collections run on the app's thread; waking early keeps that backlog short when the
+# finisher can get the GIL (the app waits on I/O). A loop of calls that never blocks starves the finisher
+# of the GIL whatever this is (benchmarks/README.md, sdk_overhead).
+WAKE_AT = 8
 
 _ROOT_FLAGS = trace.TraceFlags(trace.TraceFlags.SAMPLED | getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0))
 
 
-class _CallSpan(trace.NonRecordingSpan):
-    """The non-recording stand-in made current during a fast-path call; its ``SpanContext`` is built
-    only if something asks (a child span, ``current_trace_id()``), which most calls never do."""
+class PendingCall(trace.NonRecordingSpan):
+    """One model call on the fast path: ids, times and contextvars; what to do with it is ``job``.
 
-    def __init__(self, trace_id: int, span_id: int, flags: trace.TraceFlags, state: Any) -> None:
-        # NonRecordingSpan.__init__ only stores the context, which ``_context`` computes here instead.
-        self._ids = (trace_id, span_id, flags, state)
-        self._built: trace.SpanContext | None = None
+    It is also the non-recording stand-in span made current while the call runs (one object, not two:
+    this is built on the request path). Its ``SpanContext`` is built only if something asks (a child
+    span, ``current_trace_id()``), which most calls never do.
+    """
 
-    @property
-    def _context(self) -> trace.SpanContext:  # type: ignore[override]
-        built = self._built
-        if built is None:
-            trace_id, span_id, flags, state = self._ids
-            built = self._built = trace.SpanContext(trace_id, span_id, False, flags, state)
-        return built
+    # Slots, no instance dict: a waiting call holds as few GC-tracked objects as possible (see WAKE_AT).
+    __slots__ = (
+        "built", "context", "end_ns", "flags", "job", "parent", "span_id", "start_ns", "state", "t0", "token",
+        "trace_id",
+    )  # fmt: skip
 
-    def get_span_context(self) -> trace.SpanContext:
-        return self._context
-
-
-class PendingCall:
-    """One model call on the fast path: ids, times and contextvars; what to do with it is ``job``."""
-
-    __slots__ = ("context", "end_ns", "job", "parent", "span_id", "start_ns", "t0", "token", "trace_id")
-
-    def __init__(self, trace_id: int, span_id: int, parent: trace.SpanContext | None) -> None:
+    # NonRecordingSpan.__init__ only stores the span context, which ``_context`` computes here instead.
+    def __init__(
+        self,
+        trace_id: int,
+        span_id: int,
+        parent: trace.SpanContext | None,
+        flags: trace.TraceFlags = _ROOT_FLAGS,
+        state: Any = None,
+    ) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent = parent
-        self.context = contextvars.copy_context()  # before our span is made current: the parent's
+        self.flags = flags
+        self.state = state
+        self.built: trace.SpanContext | None = None
+        self.context = contextvars.copy_context()  # before this span is made current: the parent's
         self.start_ns = time.time_ns()
         self.t0 = time.perf_counter()
         self.end_ns = 0
         self.token: Any = None
         self.job: Callable[[], None] | None = None
+
+    @property
+    def _context(self) -> trace.SpanContext:  # type: ignore[override]
+        built = self.built
+        if built is None:
+            built = self.built = trace.SpanContext(self.trace_id, self.span_id, False, self.flags, self.state)
+        return built
+
+    def get_span_context(self) -> trace.SpanContext:
+        return self._context
 
     def detach(self) -> None:
         """Restore the context ``FastPath.begin`` replaced (on the app's thread, once the call is over)."""
@@ -257,10 +272,8 @@ class FastPath:
                 if trace_id & self.limit >= self.bound:
                     return False
             span_id = (_getrandbits(64) if self.random_ids else 0) or self.inner_ids.generate_span_id()
-            pending = PendingCall(trace_id, span_id, parent)
-            pending.token = _set_current(
-                Context(ctx, **{_SPAN_KEY: _CallSpan(trace_id, span_id, flags, state)})
-            )
+            pending = PendingCall(trace_id, span_id, parent, flags, state)
+            pending.token = _set_current(Context(ctx, **{_SPAN_KEY: pending}))
             return pending
         except Exception:
             with guard("llm.fast.begin"):
@@ -284,24 +297,34 @@ class FastPath:
 class Finisher:
     """The background thread that completes :class:`PendingCall` jobs (see the module docstring)."""
 
-    def __init__(self, max_pending: int = MAX_PENDING, interval: float = INTERVAL) -> None:
+    def __init__(
+        self, max_pending: int = MAX_PENDING, interval: float = INTERVAL, wake_at: int = WAKE_AT
+    ) -> None:
         self.max_pending = max_pending
         self.interval = interval
+        self.wake_at = wake_at
         self.dropped = 0
         self._reset()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
-        self._queue: deque[PendingCall] = deque()
+        self.queue: deque[PendingCall] = deque()
         self._run_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.running = False  # the thread is started (reset in a forked child)
+        self._wake_event = threading.Event()
+        self.wake = self._wake_event.set  # hot callers: call when the queue reaches ``wake_at``
         self._errors: list[BaseException] = []
 
     def submit(self, pending: PendingCall) -> None:
-        """Queue ``pending`` (its ``job`` set). App's thread; never blocks, never raises."""
-        queue = self._queue
+        """Queue ``pending`` (its ``job`` set). App's thread; never blocks, never raises.
+
+        Hot callers may instead append to :attr:`queue` themselves while ``len(queue) < max_pending`` and
+        :attr:`running`, and call this otherwise (it starts the thread, or drops and counts).
+        """
+        queue = self.queue
         if len(queue) >= self.max_pending:
             self.dropped += 1
             if self.dropped == 1:
@@ -310,6 +333,8 @@ class Finisher:
         queue.append(pending)
         if self._thread is None:
             self._start()
+        elif len(queue) == self.wake_at:
+            self.wake()
 
     def _start(self) -> None:
         with self._start_lock:
@@ -318,18 +343,21 @@ class Finisher:
             t = threading.Thread(target=self._loop, name="llm-monitor-finisher", daemon=True)
             self._thread = t
             t.start()
+            self.running = True
 
     def _loop(self) -> None:
         me = threading.current_thread()
+        event = self._wake_event
         while self._thread is me:  # a fork replaces the thread handle; a stale loop ends
-            time.sleep(self.interval)
+            event.wait(self.interval)
+            event.clear()
             try:
                 self.drain()
             except BaseException as exc:  # only under LLM_MONITOR_RAISE_INTERNAL: report at next flush
                 self._errors.append(exc)
 
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self.queue)
 
     def drain(self) -> None:
         """Complete every queued call now, on this thread; returns when none is left or in progress.
@@ -340,7 +368,7 @@ class Finisher:
         if self._errors:
             errors, self._errors = self._errors, []
             raise errors[0]
-        queue = self._queue
+        queue = self.queue
         with self._run_lock:
             while True:
                 try:

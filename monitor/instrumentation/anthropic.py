@@ -167,7 +167,7 @@ class AnthropicInstrumentor(Instrumentor):
         """After a fast-path call returned: a plain message or a stream is finished later, the rest now."""
         pending.detach()
         try:
-            snapshot = snapshot_kwargs(dict(kwargs))
+            snapshot = snapshot_kwargs(kwargs)  # type: ignore[arg-type]  # the wrapper's own dict
             upgrade = functools.partial(self._upgrade, pending, resource, snapshot, stream)
             types = self._stream_types
             if types is not None and isinstance(result, types):

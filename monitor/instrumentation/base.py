@@ -111,13 +111,18 @@ class Instrumentor(ABC):
 
 
 def snapshot_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A call's keyword arguments as they are now, for reading later on another thread.
+    """A wrapper's own keyword-argument dict, made safe to read later on another thread; returns it.
 
-    Top-level lists are copied (apps append the reply to their ``messages`` list right after the
-    call); the elements themselves are shared, not deep-copied.
+    Python builds a fresh ``**kwargs`` dict for every call (the provider receives yet another one), so
+    the dict itself is ours; only the list values in it are shared with the app, and apps append the
+    reply to their ``messages`` right after the call. So those lists are copied, in place (no new dict:
+    this runs on the request path); their elements are shared, not deep-copied.
     """
-    snapshot = dict(kwargs)
-    for key, value in snapshot.items():  # a plain loop: no comprehension frame on the request path
+    for key in _LIST_ARGUMENTS:
+        value = kwargs.get(key)
         if type(value) is list:
-            snapshot[key] = value.copy()
-    return snapshot
+            kwargs[key] = value.copy()
+    return kwargs
+
+
+_LIST_ARGUMENTS = ("messages", "input", "system", "tools")
