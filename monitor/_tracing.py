@@ -86,6 +86,7 @@ ENV_CAPTURE_CONTENT = "LLM_MONITOR_CAPTURE_CONTENT"
 ENV_SAMPLE_RATE = "LLM_MONITOR_SAMPLE_RATE"
 ENV_REDACT = "LLM_MONITOR_REDACT"
 ENV_MAX_CONTENT_CHARS = "LLM_MONITOR_MAX_CONTENT_CHARS"
+ENV_DEFER = "LLM_MONITOR_DEFER"
 DEFAULT_MAX_CONTENT_CHARS = 64 * 1024
 MIN_CONTENT_CHARS = 128
 EXIT_FLUSH_TIMEOUT = 5.0
@@ -133,6 +134,9 @@ class SdkConfig:
                     return env[n].strip()
             return None
 
+        defer = env.get(ENV_DEFER, "").strip().lower()  # read by instrumentation._deferred at instrument()
+        if defer and defer not in _TRUE + _FALSE:
+            raise ValueError(f"{ENV_DEFER}={env[ENV_DEFER]!r}: expected true or false")
         cc = pick(capture_content, ENV_CAPTURE_CONTENT)
         if isinstance(cc, str):
             if cc.lower() not in _TRUE + _FALSE:

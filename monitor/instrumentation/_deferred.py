@@ -233,6 +233,7 @@ class FastPath:
 
     @classmethod
     def for_tracer(cls, tracer: Any) -> FastPath | None:
+        # (validated by SdkConfig.resolve at init: a bad value is an error there)
         if os.environ.get("LLM_MONITOR_DEFER", "1").strip().lower() in ("0", "false", "no", "off"):
             return None
         try:

@@ -187,12 +187,9 @@ class OpenAIInstrumentor(Instrumentor):
                     self._plain[type(result)] = plain
             if plain:
                 pending.end_ns = time.time_ns()
-                messages = kwargs.get("messages")  # what snapshot_kwargs does, for chat's one list
-                if type(messages) is list:
-                    kwargs["messages"] = messages.copy()
-                elif "input" in kwargs or "system" in kwargs or "tools" in kwargs:
-                    snapshot_kwargs(kwargs)
-                pending.job = functools.partial(self._finish_deferred, op, pending, resource, kwargs, result)
+                pending.job = functools.partial(
+                    self._finish_deferred, op, pending, resource, snapshot_kwargs(kwargs), result
+                )
                 queue, finisher = FINISHER.queue, FINISHER
                 if finisher.running and len(queue) < finisher.max_pending:
                     queue.append(pending)

@@ -130,6 +130,7 @@ def test_config_precedence() -> None:
         ({"sample_rate": 1.5}, {}, "sample_rate=1.5"),
         ({}, {"LLM_MONITOR_SAMPLE_RATE": "lots"}, "LLM_MONITOR_SAMPLE_RATE='lots'"),
         ({}, {"LLM_MONITOR_CAPTURE_CONTENT": "maybe"}, "LLM_MONITOR_CAPTURE_CONTENT"),
+        ({}, {"LLM_MONITOR_DEFER": "later"}, "LLM_MONITOR_DEFER='later'"),
         ({"endpoint": "collector:4318"}, {}, "http://"),
     ],
 )
