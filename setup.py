@@ -1,7 +1,8 @@
 """Build hook for the optional native extensions; all other metadata lives in pyproject.toml.
 
 ``optional=True``: where no C compiler or Python headers exist the install still succeeds;
-``collectors.otlp`` then falls back to the upb decoder and ``collectors.normalize`` to its Python mapping.
+``collectors.otlp`` then falls back to the upb decoder, ``collectors.normalize`` to its Python mapping and
+``collectors.rowbinary`` to its Python encoder.
 """
 
 from setuptools import Extension, setup
@@ -17,6 +18,12 @@ setup(
         Extension(
             "collectors._normalize_native",
             ["collectors/_normalize_native.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+        ),
+        Extension(
+            "collectors._rowbinary_native",
+            ["collectors/_rowbinary_native.c"],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         ),

@@ -9,9 +9,10 @@ Three measurements in one run, printed as a table and written to ``benchmarks/re
    span and its peak RSS (``VmHWM``) are reported. Afterwards the collector is stopped with SIGTERM and the
    store is checked from another process (``monitor.cli query``): stored count == sent count, token sums
    and a sample of rows match the generated data.
-2. **Raw insert ceiling.** A separate process opens a fresh store and inserts the same normalized rows
-   directly through the :class:`~monitor.store.client.Store` in collector-sized batches: no HTTP, decode
-   or normalization. The fastest insert path is the ceiling.
+2. **Raw insert ceiling.** A separate process opens a fresh store and inserts the same normalized rows,
+   encoded beforehand as the collector encodes them (RowBinary for the live column types, the collector's
+   insert settings), in collector-sized batches: no HTTP, decode, normalization or encoding is timed, only
+   the engine. The native column insert (``Store.insert_columns``) is timed too, for reference.
 3. **Stage costs.** The same process times each collector stage on one thread (decode, normalize, the
    writer's insert from row dicts) so the end-to-end figure can be explained.
 
@@ -305,13 +306,16 @@ def raw_phase_main(args: argparse.Namespace) -> None:
     decoded.clear()
     rows = [r for req in per_request for r in req]
     assert len(rows) == n
-    # what the request thread does next (SpooledBatchWriter.submit): the rows → JSONEachRow, once
-    writer = StoreWriter(None)  # type: ignore[arg-type]  # encode() touches no store
+    store = open_store(f"chdb://{args.raw_phase}", migrate=True)
+    writer = StoreWriter(store)
+    writer.learn_types()  # what the collector's writer thread does at start
+    types = writer.encoded_types("spans")
+    # what the request thread does next (SpooledBatchWriter.submit): the rows → RowBinary (or JSON), once
     stamp = dt.datetime.now(dt.timezone.utc)
-    encoded = measure("encode", lambda: [writer.encode("spans", req, stamp) for req in per_request])
+    encoded = measure("encode", lambda: [writer.encode("spans", req, stamp, types) for req in per_request])
+    assert all(b is not None for b in encoded)
     per_request.clear()
 
-    store = open_store(f"chdb://{args.raw_phase}", migrate=True)
     chunks = [rows[i : i + args.insert_batch] for i in range(0, n, args.insert_batch)]
 
     def insert_all(name: str, fn: Any, items: list[Any]) -> None:
@@ -323,21 +327,31 @@ def raw_phase_main(args: argparse.Namespace) -> None:
 
         measure(name, run)
 
-    # what the collector's writer thread does: concatenate the requests' encoded rows, insert them
-    writer = StoreWriter(store)
+    # what the collector's writer thread does: concatenate the requests' encoded rows, insert them (the
+    # workload's spans are all distinct, so the collector asks the engine not to collapse at insert)
+    distinct = True
     per_insert = max(1, args.insert_batch // args.batch)
     body_chunks = [encoded[i : i + per_insert] for i in range(0, len(encoded), per_insert)]
-    insert_all("store_write", lambda c: writer.write_encoded("spans", c), body_chunks)
-    # the ceiling: the same rows as columns prepared beforehand, only the insert timed
+    insert_all("store_write", lambda c: writer.write_encoded("spans", c, None, types, distinct), body_chunks)
+    # the ceiling: the cheapest insert of the same rows we know, its bytes prepared beforehand, only the
+    # engine timed: RowBinary with the collector's settings
+    prebuilt = [b"".join(c) for c in body_chunks]
+    insert_all("ceiling", lambda body: writer.write_encoded("spans", (body,), None, types, distinct), prebuilt)
+    # for reference, the native column insert (clickhouse-connect builds Native blocks in Python)
     defaults = TABLE_DEFAULTS["spans"]
     names = [*defaults, STAMP_COLUMN["spans"]]
     prepared = [[*([r.get(k, d) for r in c] for k, d in defaults.items()), [stamp] * len(c)] for c in chunks]
     insert_all("insert_columns", lambda cols: store.insert_columns("spans", cols, names), prepared)
     stored = int(store.scalar("SELECT count() FROM spans"))
     store.close()
+    from collectors import rowbinary
     from collectors.normalize import _native
 
-    native = {"decode": otlp._native is not None, "normalize": _native.native is not None}
+    native = {
+        "decode": otlp._native is not None,
+        "normalize": _native.native is not None,
+        "rowbinary": rowbinary.native_available,
+    }
     stages = ("decode", "normalize", "encode", "store_write")
     print(
         json.dumps(
@@ -346,9 +360,13 @@ def raw_phase_main(args: argparse.Namespace) -> None:
                 "stages_cpu_us_per_span": {k: cpu[k] / n * 1e6 for k in stages},
                 "stages_wall_us_per_span": {k: wall[k] / n * 1e6 for k in stages},
                 "stages_thread_cpu_us_per_span": {k: thread[k] / n * 1e6 for k in stages},
-                "ceiling_method": "Store.insert_columns (prebuilt columns)",
-                "ceiling_spans_per_s": n / wall["insert_columns"],
-                "ceiling_cpu_us_per_span": cpu["insert_columns"] / n * 1e6,
+                "ceiling_method": "prebuilt "
+                + ("RowBinary, collector insert settings" if types else "JSONCompactEachRow"),
+                "ceiling_spans_per_s": n / wall["ceiling"],
+                "ceiling_cpu_us_per_span": cpu["ceiling"] / n * 1e6,
+                "insert_columns_spans_per_s": n / wall["insert_columns"],
+                "insert_columns_cpu_us_per_span": cpu["insert_columns"] / n * 1e6,
+                "encoding": "RowBinary" if types else "JSONCompactEachRow",
                 "stored_last": stored,
                 "native": native,
             }
@@ -370,7 +388,7 @@ def report(args: argparse.Namespace, e2e: dict[str, Any], raw: dict[str, Any]) -
         f"  {'measure':<44}{'value':>14}",
         f"  {'end to end (HTTP → store), spans/s':<44}{e2e['spans_per_s']:>14,.0f}",
         f"  {'  accepted by HTTP (all 200s), spans/s':<44}{e2e['accepted_per_s']:>14,.0f}",
-        f"  {'raw insert ceiling (Store.insert_columns), spans/s':<44}{raw['ceiling_spans_per_s']:>14,.0f}",
+        f"  {'raw insert ceiling (prebuilt bytes), spans/s':<44}{raw['ceiling_spans_per_s']:>14,.0f}",
         f"  {'  raw insert CPU, µs/span':<44}{raw['ceiling_cpu_us_per_span']:>14.1f}",
         f"  {'end to end / raw ceiling':<44}{ratio:>14.2f}",
         f"  {'collector CPU, µs/span':<44}{e2e['collector_cpu_us_per_span']:>14.1f}",
@@ -385,7 +403,9 @@ def report(args: argparse.Namespace, e2e: dict[str, Any], raw: dict[str, Any]) -
         "  of which on the calling thread (Python, GIL): "
         + "  ".join(f"{k} {v:.1f}" for k, v in raw["stages_thread_cpu_us_per_span"].items()),
         "  native extensions in the stage process: "
-        + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in raw.get("native", {}).items()),
+        + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in raw.get("native", {}).items())
+        + f"; rows encoded as {raw.get('encoding')}; native column insert "
+        + f"{raw.get('insert_columns_cpu_us_per_span', 0):.1f} µs/span",
         f"  collector CPU not in those stages (HTTP, queue, threads): "
         f"{e2e['collector_cpu_us_per_span'] - sum(st.values()):.1f} µs/span",
         f"  check: stored {e2e['check']['stored']} / sent {e2e['check']['sent']}, "

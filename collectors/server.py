@@ -103,6 +103,8 @@ class CollectorServer:
             if store is None:
                 raise ValueError("CollectorServer needs a store or a writer")
             writer = StoreWriter(store)
+            if store.embedded:  # in-process: cannot hang, so RowBinary from the first request on
+                writer.learn_types()  # (a server store's types are read by the writer thread)
         self.settings = settings
         self.batch = BatchWriter.from_settings(writer, settings)
         self.registry = registry or default_registry()

@@ -30,10 +30,11 @@ import logging
 import pickle
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from collectors import rowbinary
 from collectors.spool import Record, Spool, SpoolError, SpoolFull
 from collectors.writer import BatchWriter, Row, Writer, WriterStats
 
@@ -65,46 +66,98 @@ def decode_rows(payload: bytes) -> tuple[str, list[Row]]:
 
 
 # A payload the writer encoded itself: COMPACT + table + b"\n" + the JSON list of the column names each
-# line holds + b"\n" + the body (JSON compact rows, one a line), inserted unchanged while the writer's
-# columns are the same. ENCODED (JSONEachRow objects) is what collectors before compact rows wrote: such
-# records, and compact ones whose columns differ from the writer's (spooled before a schema change), are
-# replayed as row dicts. Pickle payloads start with b"\x80" (protocol 2+), so none of them collide.
+# line holds + b"\n" + the body (JSON compact rows, one a line), or BINARY + table + b"\n" + the names +
+# b"\n" + the JSON list of the column types + b"\n" + the body (RowBinary rows for exactly those types).
+# Either is inserted unchanged while the writer's columns (and types) are the same. ENCODED (JSONEachRow
+# objects) is what collectors before compact rows wrote: such records, and encoded ones whose columns or
+# types differ from the writer's (spooled before a schema change), are replayed as row dicts. Pickle
+# payloads start with b"\x80" (protocol 2+), so none of them collide.
 ENCODED = b"LMe1"
 COMPACT = b"LMc1"
+BINARY = b"LMb1"
 _NAMES_JSON: dict[tuple[str, ...], bytes] = {}
 
 
-def encoded_payload(table: str, body: bytes, columns: list[str]) -> bytes:
-    key = tuple(columns)
-    names = _NAMES_JSON.get(key)
-    if names is None:
-        names = _NAMES_JSON[key] = json.dumps(columns, separators=(",", ":")).encode()
-    return b"".join((COMPACT, table.encode(), b"\n", names, b"\n", body))
+def _names_json(names: Sequence[str]) -> bytes:
+    key = tuple(names)
+    out = _NAMES_JSON.get(key)
+    if out is None:
+        out = json.dumps(list(names), separators=(",", ":")).encode()
+        if len(_NAMES_JSON) < 64:
+            _NAMES_JSON[key] = out
+    return out
+
+
+def encoded_payload(
+    table: str, body: bytes, columns: Sequence[str], types: Sequence[str] | None = None
+) -> bytes:
+    if types is None:
+        return b"".join((COMPACT, table.encode(), b"\n", _names_json(columns), b"\n", body))
+    return b"".join(
+        (BINARY, table.encode(), b"\n", _names_json(columns), b"\n", _names_json(types), b"\n", body)
+    )
 
 
 def _lines(body: bytes | memoryview) -> list[Any]:
     return [json.loads(line) for line in bytes(body).split(b"\n") if line.strip()]
 
 
+ColumnsOf = Callable[[str], "list[str] | None"]
+
+
 def decode_payload(
-    payload: bytes, columns_of: Callable[[str], list[str] | None] | None = None
-) -> tuple[str, list[Row] | None, memoryview | None]:
-    """(table, rows, None) for a payload replayed as row dicts, (table, None, encoded bytes) for one the
-    writer can insert unchanged: compact rows whose column names equal ``columns_of(table)``."""
-    if payload[:4] == COMPACT:
+    payload: bytes, columns_of: ColumnsOf | None = None, types_of: ColumnsOf | None = None
+) -> tuple[str, list[Row] | None, memoryview | None, list[str] | None]:
+    """(table, rows, None, None) for a payload replayed as row dicts, (table, None, encoded bytes, types)
+    for one the writer can insert unchanged: its column names equal ``columns_of(table)`` and, for a
+    RowBinary body, its types equal ``types_of(table)`` (``types`` is None for JSON compact rows)."""
+    if payload[:4] == COMPACT or payload[:4] == BINARY:
         end = payload.index(b"\n", 4)
         table = payload[4:end].decode()
         names_end = payload.index(b"\n", end + 1)
         names = json.loads(payload[end + 1 : names_end])
+        types = None
+        if payload[:4] == BINARY:
+            types_end = payload.index(b"\n", names_end + 1)
+            types = json.loads(payload[names_end + 1 : types_end])
+            names_end = types_end
         body = memoryview(payload)[names_end + 1 :]
-        if columns_of is not None and columns_of(table) == names:
-            return table, None, body
-        return table, [dict(zip(names, values, strict=True)) for values in _lines(body)], None
+        same = columns_of is not None and columns_of(table) == names
+        if same and (types is None or (types_of is not None and types_of(table) == types)):
+            return table, None, body, types
+        if types is not None:
+            return table, rowbinary.decode_rows(body, names, types), None, None
+        return table, [dict(zip(names, values, strict=True)) for values in _lines(body)], None, None
     if payload[:4] == ENCODED:
         end = payload.index(b"\n", 4)
-        return payload[4:end].decode(), _lines(memoryview(payload)[end + 1 :]), None
+        return payload[4:end].decode(), _lines(memoryview(payload)[end + 1 :]), None, None
     table, rows = decode_rows(payload)
-    return table, rows, None
+    return table, rows, None, None
+
+
+def _distinct_keys(rows: list[Row]) -> frozenset[str] | None:
+    """The rows' trace_id+span_id when no two rows share one (what lets the store skip collapsing
+    duplicates at insert), else None. Request thread: one set build, ~0.1 µs a row."""
+    try:
+        keys = frozenset([r["trace_id"] + r["span_id"] for r in rows])
+    except (KeyError, TypeError):
+        return None
+    return keys if len(keys) == len(rows) else None
+
+
+def _all_distinct(keysets: list[frozenset[str] | None]) -> bool:
+    """True when every body's keys are known and no key is in two of them."""
+    total = 0
+    union: set[str] = set()
+    for keys in keysets:
+        if keys is None:
+            return False
+        total += len(keys)
+        union |= keys
+    return len(union) == total
+
+
+_Part = tuple[str, "list[Row] | None", "memoryview | None", int, "list[str] | None", "frozenset[str] | None"]
 
 
 @dataclass
@@ -116,6 +169,8 @@ class _Chunk:
     body: memoryview | None  # ... or what its encode() made: the cache then holds these bytes, not rows
     at: float  # monotonic arrival time
     stamp: _dt.datetime  # the acceptance time written into its rows (ingested_at / created_at)
+    types: list[str] | None = None  # the column types a RowBinary body is laid out for (None: JSON rows)
+    keys: frozenset[str] | None = None  # its rows' trace_id+span_id, all distinct (None: unknown/duplicates)
 
 
 class SpooledBatchWriter(BatchWriter):
@@ -170,14 +225,19 @@ class SpooledBatchWriter(BatchWriter):
         # thread only concatenates them), and the acceptance time in them makes a replay byte-identical.
         stamp = _dt.datetime.now(_dt.timezone.utc)
         columns = self.writer.encoded_columns(table)
-        body = self.writer.encode(table, rows, stamp) if columns else None
+        types = self.writer.encoded_types(table) if columns else None
+        body = self.writer.encode(table, rows, stamp, types) if types else None
+        if body is None:
+            types = None
+            body = self.writer.encode(table, rows, stamp) if columns else None
         if body is not None and columns:
-            payload = encoded_payload(table, body, columns)
+            payload = encoded_payload(table, body, columns, types)
             chunk_rows, chunk_body = None, memoryview(payload)[len(payload) - len(body) :]
             del body
         else:
             payload = encode_rows(table, rows)
             chunk_rows, chunk_body = rows, None
+        keys = _distinct_keys(rows) if table == "spans" else None
         with self._cond:
             if self._closing:
                 return self._refuse_locked("closing", n)
@@ -192,7 +252,9 @@ class SpooledBatchWriter(BatchWriter):
             self._received += n
             contiguous = not self._cache or self._cache[-1].seq == seq - 1
             if contiguous and (self._depth + n <= self.max_rows or self._depth == 0):
-                self._cache.append(_Chunk(seq, table, n, chunk_rows, chunk_body, time.monotonic(), stamp))
+                self._cache.append(
+                    _Chunk(seq, table, n, chunk_rows, chunk_body, time.monotonic(), stamp, types, keys)
+                )
                 self._depth += n
                 self._pending_rows += n
             else:
@@ -286,6 +348,8 @@ class SpooledBatchWriter(BatchWriter):
 
     # --- the writer thread --------------------------------------------------------------------------
     def _run(self) -> None:
+        if not self.writer.types_learned():
+            self.writer.learn_types()  # one try now (JSON rows meanwhile); retried after an insert lands
         while True:
             with self._cond:
                 while True:
@@ -335,18 +399,25 @@ class SpooledBatchWriter(BatchWriter):
         first = self._next_seq
         if chunks:
             last = chunks[-1].seq
-            parts = [(c.table, c.rows, c.body, c.count) for c in chunks]
+            parts = [(c.table, c.rows, c.body, c.count, c.types, c.keys) for c in chunks]
             cached = sum(c.count for c in chunks)
         else:
+            if not self._learn_types():
+                return False
             parts, last = self._read_disk(first, durable)
             cached = 0
-        # Per table, in record order: encoded bodies (inserted concatenated, unchanged) and row dicts.
-        encoded: dict[str, list[memoryview]] = {}
+        # Per table and encoding, in record order: encoded bodies (inserted concatenated, unchanged) and row
+        # dicts. Which group a record joins depends only on the record and the table's types, so the replay
+        # of a range after a crash makes the same inserts with the same tokens.
+        encoded: dict[tuple[str, tuple[str, ...] | None], list[memoryview]] = {}
+        keysets: dict[tuple[str, tuple[str, ...] | None], list[frozenset[str] | None]] = {}
         counts: dict[str, int] = {}
         tables: dict[str, list[Row]] = {}
-        for table, rows, body, n in parts:
+        for table, rows, body, n, types, keys in parts:
             if body is not None:
-                encoded.setdefault(table, []).append(body)
+                group = (table, tuple(types) if types is not None else None)
+                encoded.setdefault(group, []).append(body)
+                keysets.setdefault(group, []).append(keys)
             elif rows is not None:
                 tables.setdefault(table, []).extend(rows)
                 n = len(rows)
@@ -364,12 +435,16 @@ class SpooledBatchWriter(BatchWriter):
                 delay = min(delay * 2, self.retry_max)
         # One insert per table and kind, each with a token derived from the record range only, so the
         # replay of this range after a crash (read from disk, split the same way) repeats the same tokens.
-        for table, bodies in encoded.items():
-            token = f"{self.spool.epoch}:{first}-{last}:{table}"
-            if not self._store(table, (), token, bodies=bodies, count=counts[table]):
+        for group, bodies in encoded.items():
+            table, group_types = group
+            token = f"{self.spool.epoch}:{first}-{last}:{table}" + (":rb" if group_types is not None else "")
+            distinct = _all_distinct(keysets[group])
+            rb = list(group_types) if group_types is not None else None
+            if not self._store(table, (), token, bodies, counts[table], rb, distinct):
                 return False
+        encoded_tables = {table for table, _ in encoded}
         for table, rows in tables.items():
-            suffix = ":rows" if table in encoded else ""
+            suffix = ":rows" if table in encoded_tables else ""
             if not self._store(table, rows, token=f"{self.spool.epoch}:{first}-{last}:{table}{suffix}"):
                 return False
         self.spool.commit(last, total)
@@ -385,9 +460,20 @@ class SpooledBatchWriter(BatchWriter):
             self._cond.notify_all()
         return True
 
-    def _read_disk(
-        self, first: int, durable: int
-    ) -> tuple[list[tuple[str, list[Row] | None, memoryview | None, int]], int]:
+    def _learn_types(self) -> bool:
+        """Writer thread, before records are read back from disk: the writer's column types must be known,
+        since they decide whether a RowBinary record is inserted as is (and so under which token). Waits
+        with capped backoff while the store cannot tell; False once close() gave up."""
+        delay = self.retry_initial
+        while not self.writer.types_learned():
+            if self.writer.learn_types():
+                break
+            if self._abort.wait(delay):
+                return False
+            delay = min(delay * 2, self.retry_max)
+        return True
+
+    def _read_disk(self, first: int, durable: int) -> tuple[list[_Part], int]:
         """Records from ``first`` on that are not in the cache, decoded; and the last seq covered."""
         if self._replay is not None:
             first, upto, limit = self._replay[0], self._replay[1], 1 << 62
@@ -396,10 +482,13 @@ class SpooledBatchWriter(BatchWriter):
                 upto = self._cache[0].seq - 1 if self._cache else durable
             limit = self.batch_size
         records: list[Record] = self.spool.read(first, upto, limit)
-        parts = []
+        parts: list[_Part] = []
         for rec in records:
             try:
-                parts.append((*decode_payload(rec.payload, self.writer.encoded_columns), rec.count))
+                table, rows, body, types = decode_payload(
+                    rec.payload, self.writer.encoded_columns, self.writer.encoded_types
+                )
+                parts.append((table, rows, body, rec.count, types, None))
             except Exception as e:  # a record we wrote but cannot read back: count it, never crash
                 log.error("spool record %d cannot be decoded, skipped: %s", rec.seq, e)
         if not records and upto >= first:

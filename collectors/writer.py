@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from collectors import rowbinary
 from monitor.store.schema import STAMP_COLUMN, TABLE_DEFAULTS
 
 if TYPE_CHECKING:
@@ -59,28 +60,50 @@ class Writer(ABC):
     def write(self, table: str, rows: Sequence[Row], token: str | None = None) -> None:
         """Store ``rows`` (complete dicts of ``table``'s columns, the insert-time stamp excepted)."""
 
-    def encode(self, table: str, rows: Sequence[Row], stamp: _dt.datetime) -> bytes | None:
+    def encode(
+        self, table: str, rows: Sequence[Row], stamp: _dt.datetime, types: Sequence[str] | None = None
+    ) -> bytes | None:
         """``rows`` as the bytes :meth:`write_encoded` inserts unchanged, or ``None`` (the default): this
         writer takes row dicts only, or these rows cannot be encoded.
 
         Called on request threads (must be thread-safe and pure). ``stamp`` is the acceptance time, set in
         the table's :data:`~monitor.store.schema.STAMP_COLUMN` where a row carries none, so a retried or
         replayed body is byte-identical. The durable writer spools these bytes and later inserts the
-        concatenation of several requests' bodies, so the encoding must be concatenable (one row a line).
+        concatenation of several requests' bodies, so the encoding must be concatenable (whole rows).
+        ``types`` (what :meth:`encoded_types` said) asks for RowBinary laid out for those column types; None
+        for JSON compact rows. A writer that cannot encode ``rows`` that way returns None and the caller
+        asks again without ``types``.
         """
         return None
 
     def write_encoded(
-        self, table: str, bodies: Sequence[bytes | memoryview], token: str | None = None
-    ) -> None:
-        """Store the concatenation of ``bodies`` made by :meth:`encode`; same contract as :meth:`write`."""
+        self, table: str, bodies: Sequence[bytes | memoryview], token: str | None = None,
+        types: Sequence[str] | None = None, distinct_keys: bool = False,
+    ) -> None:  # fmt: skip
+        """Store the concatenation of ``bodies`` made by :meth:`encode` (with these ``types``); same contract
+        as :meth:`write`. ``distinct_keys``: the caller vouches that no two of these rows share a sort key,
+        so the store may skip collapsing duplicates within the insert."""
         raise NotImplementedError(f"{type(self).__name__} does not encode rows")
 
     def encoded_columns(self, table: str) -> list[str] | None:
-        """The column names one encoded line holds, in order, when :meth:`encode` writes arrays (JSON
-        compact rows), else None. Spooled bodies record them, so a body spooled before a schema change
-        is still read right after it."""
+        """The column names one encoded row holds, in order, when :meth:`encode` writes them positionally
+        (JSON compact rows or RowBinary), else None. Spooled bodies record them, so a body spooled before
+        a schema change is still read right after it."""
         return None
+
+    def encoded_types(self, table: str) -> list[str] | None:
+        """The column types (one per :meth:`encoded_columns` name) to encode ``table``'s rows as RowBinary
+        for, or None: JSON compact rows (the default, and while the store's types are not known yet)."""
+        return None
+
+    def types_learned(self) -> bool:
+        """Whether :meth:`encoded_types` reflects the store yet (writers without types: always)."""
+        return True
+
+    def learn_types(self) -> bool:
+        """Ask the store for the column types :meth:`encoded_types` reports; True when it answered. May block
+        on the store (writer thread only). The default has nothing to learn."""
+        return True
 
     def is_data_error(self, exc: BaseException) -> bool:
         """True when ``exc`` (raised by :meth:`write`/:meth:`write_encoded`) says the store refused the batch
@@ -121,6 +144,13 @@ _DATA_ERROR_NAMES = frozenset({
 _ERROR_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)\s*$")
 
 
+def _engine_refused(exc: BaseException) -> bool:
+    """True when the engine itself refused an insert (a ClickHouse error, or one whose message could not even
+    be decoded), False for a store that could not be reached."""
+    msg = str(exc)
+    return clickhouse_error_name(exc) is not None or "codec can't decode" in msg or "DB::Exception" in msg
+
+
 def clickhouse_error_name(exc: BaseException) -> str | None:
     """The ClickHouse error name ending ``exc``'s message (StoreError keeps it there), if any."""
     m = _ERROR_NAME.search(str(exc))
@@ -138,17 +168,57 @@ class StoreWriter(Writer):
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # table → the live column types RowBinary is laid out for; empty until learn_types() read them
+        self._types: dict[str, list[str]] = {}
+        self._specs: dict[tuple[str, tuple[str, ...]], tuple[rowbinary.ColumnSpec, ...] | None] = {}
+        self._learned = False
+
+    def types_learned(self) -> bool:
+        return self._learned
+
+    def learn_types(self) -> bool:
+        """Read the live column types of the tables this writer encodes: RowBinary from then on for each
+        table whose every column type :mod:`collectors.rowbinary` encodes. True when the store answered.
+
+        Blocks on the store: the writer thread calls it after its first successful insert (the store is
+        up then; request threads never wait for it), tests and tools may call it directly.
+        """
+        try:
+            result = self.store.query(
+                "SELECT table, name, type FROM system.columns WHERE database = {db:String}",
+                {"db": self.store.database},
+            )
+        except Exception as e:
+            log.debug("column types not readable yet (%s): JSON rows meanwhile", e)
+            return False
+        live: dict[str, dict[str, str]] = {}
+        for table, name, t in result.result_rows:
+            live.setdefault(str(table), {})[str(name)] = str(t)
+        types: dict[str, list[str]] = {}
+        for table, defaults in TABLE_DEFAULTS.items():
+            cols, have = _columns(table) or [], live.get(table, {})
+            if cols and all(c in have for c in cols):
+                ts = [have[c] for c in cols]
+                if rowbinary.build_spec(cols, ts, defaults, STAMP_COLUMN[table]) is not None:
+                    types[table] = ts
+        self._types = types  # one reference swap: request threads see the old or the new map, whole
+        self._learned = True
+        return True
 
     def write(self, table: str, rows: Sequence[Row], token: str | None = None) -> None:
-        # Fast path: rows as JSON arrays, one orjson call per row, parsed by the engine outside the GIL. The
-        # native column insert costs ~2x the GIL time per row (column building + Native serialization in
-        # Python), and the GIL is what bounds the collector (benchmarks/collector_throughput.py). Stored
-        # values are identical; a row orjson refuses (int beyond 64 bits, lone surrogate…) sends the batch
-        # the native way. Note: a NaN/inf float becomes NULL (or the column default) on this path.
+        # Fast path: rows encoded once (RowBinary when the table's types are known, else JSON arrays, one
+        # orjson call per row) and parsed by the engine outside the GIL. The native column insert costs ~2x
+        # the GIL time per row (column building + Native serialization in Python), and the GIL is what
+        # bounds the collector (benchmarks/collector_throughput.py). Stored values are identical; rows
+        # neither encoding takes (int beyond 64 bits, lone surrogate…) go the native way. Note: a NaN/inf
+        # float becomes NULL (or the column default) on the JSON path.
         stamp = _dt.datetime.now(_dt.timezone.utc)
-        body = self.encode(table, rows, stamp)
+        types = self.encoded_types(table)
+        body = self.encode(table, rows, stamp, types) if types else None
+        if body is None:
+            types, body = None, self.encode(table, rows, stamp)
         if body is not None:
-            self.write_encoded(table, (body,), token)
+            self.write_encoded(table, (body,), token, types)
             return
         defaults = TABLE_DEFAULTS[table]
         stamp_col = STAMP_COLUMN[table]
@@ -157,22 +227,75 @@ class StoreWriter(Writer):
         settings = {"insert_deduplication_token": token} if token else None
         self.store.insert_columns(table, columns, [*defaults, stamp_col], settings=settings)
 
-    def encode(self, table: str, rows: Sequence[Row], stamp: _dt.datetime) -> bytes | None:
-        """JSONCompactEachRow in :meth:`encoded_columns` order (schema defaults filled in), or None when
-        orjson refuses a value (or is missing)."""
+    def encode(
+        self, table: str, rows: Sequence[Row], stamp: _dt.datetime, types: Sequence[str] | None = None
+    ) -> bytes | None:
+        """RowBinary laid out for ``types`` or JSONCompactEachRow, in :meth:`encoded_columns` order (schema
+        defaults filled in); None when the encoding refuses a value (see :mod:`collectors.rowbinary`)."""
+        if types is not None:
+            spec = self._spec(table, types)
+            return None if spec is None else rowbinary.encode_rows(rows, spec, stamp)
         return _compact_rows(rows, TABLE_DEFAULTS[table], STAMP_COLUMN[table], stamp)
+
+    def _spec(self, table: str, types: Sequence[str]) -> tuple[rowbinary.ColumnSpec, ...] | None:
+        key = (table, tuple(types))
+        try:
+            return self._specs[key]
+        except KeyError:
+            cols = _columns(table)
+            spec = None
+            if cols is not None and len(cols) == len(types):
+                spec = rowbinary.build_spec(cols, types, TABLE_DEFAULTS[table], STAMP_COLUMN[table])
+            if len(self._specs) < 64:
+                self._specs[key] = spec
+            return spec
 
     def encoded_columns(self, table: str) -> list[str] | None:
         return _columns(table)
 
+    def encoded_types(self, table: str) -> list[str] | None:
+        return self._types.get(table)
+
     def write_encoded(
-        self, table: str, bodies: Sequence[bytes | memoryview], token: str | None = None
-    ) -> None:
-        settings = (
-            {"insert_deduplication_token": token, **_JSON_INSERT_SETTINGS} if token else _JSON_INSERT_SETTINGS
-        )
-        body = bodies[0] if len(bodies) == 1 and type(bodies[0]) is bytes else b"".join(bodies)
-        self.store.insert_raw(table, body, "JSONCompactEachRow", settings=settings, columns=_columns(table))
+        self, table: str, bodies: Sequence[bytes | memoryview], token: str | None = None,
+        types: Sequence[str] | None = None, distinct_keys: bool = False,
+    ) -> None:  # fmt: skip
+        settings = dict(_RB_INSERT_SETTINGS if types else _JSON_INSERT_SETTINGS)
+        if token:
+            settings["insert_deduplication_token"] = token
+        if distinct_keys and table in _COLLAPSING_TABLES:
+            # The insert holds no two rows of one key, so the engine's merge of the block at insert (which
+            # only collapses duplicates inside it) has nothing to do: skipping it saves ~15-20 % of chDB's
+            # CPU per span. Rows of other inserts collapse at merges either way.
+            settings["optimize_on_insert"] = 0
+        cols = _columns(table)
+        if types is None:
+            body = bodies[0] if len(bodies) == 1 and type(bodies[0]) is bytes else b"".join(bodies)
+            self.store.insert_raw(table, body, "JSONCompactEachRow", settings=settings, columns=cols)
+        else:
+            # RowBinaryWithNamesAndTypes: the engine checks the header against the table, so a body laid out
+            # for other types (the table altered since learn_types) is refused instead of misread.
+            header = _rowbinary_header(cols or [], types)
+            try:
+                self.store.insert_raw(
+                    table, b"".join((header, *bodies)), "RowBinaryWithNamesAndTypes", settings=settings,
+                    columns=cols,
+                )  # fmt: skip
+            except Exception as e:
+                if not _engine_refused(e):
+                    raise  # the store is unreachable: retried like any outage
+                # The engine refused the binary body. Its message (which may quote binary bytes, and then
+                # does not even survive decoding) cannot say whether the types changed or a value is bad,
+                # so the batch is written again as JSON rows, whose errors are classified as always (data
+                # errors bisected, the rest retried). The types are read again after the next insert.
+                log.warning("the store refused a binary batch of %s (%s); writing it as JSON rows", table, e)
+                rows = [r for b in bodies for r in rowbinary.decode_rows(b, cols or [], types)]
+                self._types = {k: v for k, v in self._types.items() if k != table}
+                self._learned = False
+                self.write(table, rows, token)
+                return
+        if not self._learned:
+            self.learn_types()
 
     def is_data_error(self, exc: BaseException) -> bool:
         """A :class:`~monitor.store.client.StoreError` whose ClickHouse error name is in the conservative
@@ -186,6 +309,23 @@ class StoreWriter(Writer):
 # chDB about a quarter less CPU to parse than JSONEachRow objects and are a fifth smaller on the spool
 # (benchmarks/README.md); keys a row has beyond the table's columns are left out, as before.
 _JSON_INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
+_RB_INSERT_SETTINGS: dict[str, Any] = {}
+# ReplacingMergeTree tables whose rows carry their sort key's (trace_id, span_id): see distinct_keys
+_COLLAPSING_TABLES = frozenset({"spans"})
+_HEADERS: dict[tuple[tuple[str, ...], tuple[str, ...]], bytes] = {}
+
+
+def _rowbinary_header(columns: Sequence[str], types: Sequence[str]) -> bytes:
+    """The RowBinaryWithNamesAndTypes header: column count, names, types (each a length-prefixed string)."""
+    key = (tuple(columns), tuple(types))
+    h = _HEADERS.get(key)
+    if h is None:
+        out = bytearray()
+        rowbinary._uvarint(out, len(columns))
+        for x in (*columns, *types):
+            rowbinary._str(out, x)
+        h = _HEADERS[key] = bytes(out)
+    return h
 _COLUMNS: dict[str, list[str]] = {}
 
 
@@ -537,11 +677,12 @@ class BatchWriter:
 
     def _store(
         self, table: str, batch: Sequence[Row], token: str | None = None, bodies: Sequence[bytes | memoryview] | None = None,
-        count: int = 0,
+        count: int = 0, types: Sequence[str] | None = None, distinct_keys: bool = False,
     ) -> bool:  # fmt: skip
         """Write one batch, retrying with capped backoff until it is stored (True) or close() gives up.
 
-        ``bodies`` (``count`` rows made by the writer's ``encode``) are written instead of ``batch`` if given.
+        ``bodies`` (``count`` rows made by the writer's ``encode``, for ``types``) are written instead of
+        ``batch`` if given; ``distinct_keys`` as for :meth:`Writer.write_encoded`.
         A batch the store refuses for its data is bisected instead (:meth:`_bisect`): its good rows are
         stored, its bad rows quarantined, and it counts as handled (True).
         """
@@ -550,7 +691,10 @@ class BatchWriter:
             t0 = time.perf_counter()
             try:
                 if bodies is not None:
-                    self.writer.write_encoded(table, bodies, token)
+                    if types is None and not distinct_keys:
+                        self.writer.write_encoded(table, bodies, token)
+                    else:
+                        self.writer.write_encoded(table, bodies, token, types, distinct_keys)
                 elif token is None:
                     self.writer.write(table, batch)
                 else:
@@ -561,7 +705,7 @@ class BatchWriter:
                     with self._cond:
                         self._failures += 1
                         self._last_error = msg
-                    return self._bisect(table, batch, token, bodies, msg)
+                    return self._bisect(table, batch, token, bodies, msg, types)
                 with self._cond:
                     self._failures += 1
                     self._last_error = msg
@@ -596,22 +740,31 @@ class BatchWriter:
 
     def _bisect(
         self, table: str, batch: Sequence[Row], token: str | None, bodies: Sequence[bytes | memoryview] | None,
-        error: str,
+        error: str, types: Sequence[str] | None = None,
     ) -> bool:  # fmt: skip
         """Store the halves of a batch refused for its data, each through :meth:`_store` (so a half that
         fails for another reason is retried, one refused for its data is bisected again), until single rows
-        are refused: those are quarantined. Encoded bodies are one row a line.
+        are refused: those are quarantined. Encoded bodies are cut into rows: lines of JSON, or RowBinary
+        rows read with their ``types``.
 
         The halves' tokens derive from the batch's (``token:0``, ``token:1``), so the replay of a range after
         a crash mid-bisection splits the same way, repeats the same tokens, and the store drops what landed.
         """
         if bodies is not None:
-            lines = [ln + b"\n" for ln in b"".join(bodies).split(b"\n") if ln.strip()]
+            if types is not None:
+                cols = self.writer.encoded_columns(table) or []
+                lines = rowbinary.split_rows(b"".join(bodies), cols, types)
+            else:
+                lines = [ln + b"\n" for ln in b"".join(bodies).split(b"\n") if ln.strip()]
             n = len(lines)
         else:
             n = len(batch)
         if n <= 1:
-            if bodies is not None:
+            if bodies is not None and types is not None:
+                cols = self.writer.encoded_columns(table) or []
+                row = rowbinary.decode_rows(lines[0], cols, types)[0] if lines else None
+                self._quarantine(table, row, None, error, token)
+            elif bodies is not None:
                 self._quarantine(table, None, lines[0] if lines else b"", error, token)
             else:
                 self._quarantine(table, batch[0] if batch else None, None, error, token)
@@ -620,7 +773,8 @@ class BatchWriter:
         for i, (lo, hi) in enumerate(((0, mid), (mid, n))):
             sub_token = None if token is None else f"{token}:{i}"
             if bodies is not None:
-                ok = self._store(table, (), sub_token, bodies=(b"".join(lines[lo:hi]),), count=hi - lo)
+                sub = (b"".join(lines[lo:hi]),)
+                ok = self._store(table, (), sub_token, bodies=sub, count=hi - lo, types=types)
             else:
                 ok = self._store(table, batch[lo:hi], sub_token)
             if not ok:

@@ -253,7 +253,7 @@ def test_kill_9_after_acknowledgement_then_restart_delivers_everything(tmp_path:
 CRASH_AFTER_INSERT = textwrap.dedent(
     """
     import os, signal, sys
-    from collectors import writer
+    from collectors import rowbinary, writer
     from monitor import cli
 
     real, real_encoded = writer.StoreWriter.write, writer.StoreWriter.write_encoded
@@ -263,10 +263,13 @@ CRASH_AFTER_INSERT = textwrap.dedent(
         print(f"inserted {len(rows)} rows", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)  # ...and the checkpoint never advances
 
-    def write_encoded_then_die(self, table, bodies, token=None):  # the spool's pre-encoded rows
-        real_encoded(self, table, bodies, token=token)
-        n = sum(bytes(b).count(b"\\n") for b in bodies)
-        print(f"inserted {n} rows", flush=True)
+    def write_encoded_then_die(self, table, bodies, token=None, types=None, distinct_keys=False):
+        real_encoded(self, table, bodies, token, types, distinct_keys)  # the spool's pre-encoded rows
+        if types is None:
+            n = sum(bytes(b).count(b"\\n") for b in bodies)
+        else:  # RowBinary (the store's types were learned at start)
+            n = len(rowbinary.split_rows(b"".join(bodies), self.encoded_columns(table), types))
+        print(f"inserted {n} rows ({'binary' if types else 'json'})", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 
     writer.StoreWriter.write = write_then_die
@@ -283,7 +286,7 @@ def test_crash_between_insert_and_checkpoint_leaves_no_duplicate(tmp_path: Path)
         assert post(port, body(10, user=f"d{k}"))[0] == 200
     proc.send_signal(signal.SIGTERM)  # the drain inserts all 80 rows, then the process kills itself
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL and "inserted 80 rows" in out, out
+    assert proc.returncode == -signal.SIGKILL and "inserted 80 rows (binary)" in out, out
     assert count_rows(tmp_path) == 80  # the insert landed before the crash
     proc = start_collector(tmp_path, port, env=LAZY)  # replays the same range with the same token
     stop_gracefully(proc)

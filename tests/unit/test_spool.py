@@ -340,19 +340,43 @@ def test_payload_formats_are_told_apart() -> None:
     from collectors.spooled_writer import decode_payload, encoded_payload
 
     payload = encoded_payload("feedback", b'[1,"x"]\n[2,"y"]\n', ["a", "b"])
-    table, rows, body = decode_payload(payload, lambda t: ["a", "b"] if t == "feedback" else None)
-    assert (table, rows, bytes(body or b"")) == ("feedback", None, b'[1,"x"]\n[2,"y"]\n')
+    table, rows, body, types = decode_payload(payload, lambda t: ["a", "b"] if t == "feedback" else None)
+    assert (table, rows, bytes(body or b""), types) == ("feedback", None, b'[1,"x"]\n[2,"y"]\n', None)
     # the writer's columns changed since (or it takes rows): the same record comes back as row dicts
     assert decode_payload(payload, lambda t: ["a", "b", "c"]) == (
         "feedback",
         [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}],
         None,
+        None,
     )
-    assert decode_payload(payload) == ("feedback", [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], None)
+    assert decode_payload(payload) == ("feedback", [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], None, None)
     # JSONEachRow records of collectors before compact rows, and pickled rows: replayed as rows
     assert decode_payload(b'LMe1spans\n{"a":1}\n{"a":2}\n', lambda t: ["a"]) == (
         "spans",
         [{"a": 1}, {"a": 2}],
         None,
+        None,
     )
-    assert decode_payload(encode_rows("spans", [{"a": 1}])) == ("spans", [{"a": 1}], None)  # older spools
+    assert decode_payload(encode_rows("spans", [{"a": 1}])) == ("spans", [{"a": 1}], None, None)  # older spools
+
+
+def test_rowbinary_payloads_replay_unchanged_only_for_the_same_types() -> None:
+    from collectors import rowbinary
+    from collectors.spooled_writer import decode_payload, encoded_payload
+
+    names, types = ["a", "b"], ["UInt64", "Nullable(String)"]
+    spec = rowbinary.build_spec(names, types, {}, "")
+    assert spec is not None
+    body = rowbinary.encode_rows([{"a": 7, "b": "x"}, {"a": 2**64 - 1, "b": None}], spec, None)
+    assert body == b"\x07" + b"\x00" * 7 + b"\x00\x01x" + b"\xff" * 8 + b"\x01"
+    payload = encoded_payload("feedback", body, names, types)
+    assert payload.startswith(b"LMb1feedback\n")
+    same = decode_payload(payload, lambda t: names, lambda t: types)
+    assert (same[0], same[1], bytes(same[2] or b""), same[3]) == ("feedback", None, body, types)
+    rows = [{"a": 7, "b": "x"}, {"a": 2**64 - 1, "b": None}]
+    # a column's type changed, or the writer has not learned types: the body is read back into rows
+    assert decode_payload(payload, lambda t: names, lambda t: ["UInt32", "Nullable(String)"]) == (
+        "feedback", rows, None, None,
+    )  # fmt: skip
+    assert decode_payload(payload, lambda t: names) == ("feedback", rows, None, None)
+    assert decode_payload(payload, lambda t: ["a", "b", "c"], lambda t: types) == ("feedback", rows, None, None)

@@ -1,0 +1,308 @@
+"""RowBinary rows: the native encoder matches the reference byte for byte, refuses what the reference
+refuses, round-trips through the decoder, and stores exactly what the JSON path stores (real chDB)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collectors import rowbinary as rb
+from collectors.writer import StoreWriter, _columns
+from monitor.store.schema import SPAN_DEFAULTS, STAMP_COLUMN, TABLE_DEFAULTS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import workload
+
+UTC = dt.timezone.utc
+native = pytest.mark.skipif(
+    not rb.native_available, reason="the optional C extension was not built (no compiler on this machine)"
+)
+
+# one column of each kind the encoder knows, nullable or not
+TYPES = {
+    "s": "String",
+    "lc": "LowCardinality(String)",
+    "ns": "Nullable(String)",
+    "lcn": "LowCardinality(Nullable(String))",
+    "t9": "DateTime64(9, 'UTC')",
+    "t6": "DateTime64(6, 'UTC')",
+    "t3": "DateTime64(3)",
+    "f": "Float64",
+    "nf": "Nullable(Float64)",
+    "u8": "UInt8",
+    "u32": "UInt32",
+    "nu32": "Nullable(UInt32)",
+    "u64": "UInt64",
+    "i8": "Int8",
+    "i64": "Int64",
+    "b": "Bool",
+    "arr": "Array(LowCardinality(String))",
+    "m": "Map(LowCardinality(String), String)",
+}
+DEFAULTS: dict[str, Any] = {"s": "", "u64": 0, "m": {}}
+SPEC = rb.build_spec(list(TYPES), list(TYPES.values()), DEFAULTS, "t6")
+assert SPEC is not None
+
+
+def both(rows: list[Any], stamp: Any = None) -> bytes | None:
+    """The reference's output, after checking the native encoder gives the very same."""
+    ref = rb.encode_rows_py(rows, SPEC, stamp)
+    if rb.native_available:
+        assert rb._native_encode(rows, SPEC, stamp) == ref
+    return ref
+
+
+def full_row(**over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "s": "plain", "lc": "é ünïcødé 🚀", "ns": None, "lcn": "x", "t9": dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        "t6": dt.datetime(2026, 1, 2, 3, 4, 5), "t3": dt.datetime(1970, 1, 1, 0, 0, 0, 1999, tzinfo=UTC), "f": 0.1,
+        "nf": 3, "u8": 255, "u32": 2**32 - 1, "nu32": None, "u64": 2**64 - 1, "i8": -128, "i64": -(2**63),
+        "b": True, "arr": ("a", ""), "m": {"k": "v", "": ""},
+    }  # fmt: skip
+    row.update(over)
+    return row
+
+
+def test_types_parse_to_kinds_and_unknown_types_are_refused() -> None:
+    assert rb.parse_type("LowCardinality(Nullable(String))") == (rb.STR, True, 0)
+    assert rb.parse_type("DateTime64(9, 'UTC')") == (rb.DT64, False, 9)
+    assert rb.parse_type("Nullable(UInt32)") == (rb.UINT, True, 4)
+    assert rb.parse_type("Int16") == (rb.INT, False, 2)
+    assert rb.parse_type("Map(String, String)") == (rb.MAP_STR, False, 0)
+    for t in ("Decimal(10, 2)", "UUID", "Array(UInt64)", "Map(String, UInt64)", "Nullable(Array(String))",
+              "Float32", "DateTime", "Nullable(Nullable(String))", "LowCardinality(Nullable(UInt8))"):  # fmt: skip
+        assert rb.parse_type(t) is None, t
+    assert rb.build_spec(["a", "b"], ["String", "UUID"], {}, "") is None
+
+
+def test_values_are_laid_out_as_clickhouse_rowbinary() -> None:
+    row = full_row()
+    out = both([row])
+    assert out is not None
+    expect = bytearray()
+    expect += b"\x05plain"
+    lc = "é ünïcødé 🚀".encode()
+    expect += bytes([len(lc)]) + lc
+    expect += b"\x01"  # ns: NULL
+    expect += b"\x00\x01x"  # lcn: not NULL, "x"
+    t9 = (dt.datetime(2026, 1, 2, 3, 4, 5, 678901) - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
+    expect += (t9 * 1000).to_bytes(8, "little")
+    expect += (t9 - 678901).to_bytes(8, "little")  # t6: naive means UTC
+    expect += (1).to_bytes(8, "little")  # t3: 1999 µs → 1 ms (truncated)
+    expect += struct.pack("<d", 0.1)
+    expect += b"\x00" + struct.pack("<d", 3.0)
+    expect += b"\xff" + b"\xff\xff\xff\xff" + b"\x01" + b"\xff" * 8
+    expect += b"\x80" + b"\x00" * 7 + b"\x80"  # i8 -128, i64 min
+    expect += b"\x01" + b"\x02\x01a\x00" + b"\x02\x01k\x01v\x00\x00"
+    assert out == bytes(expect)
+    assert rb.decode_rows(out, list(TYPES), list(TYPES.values())) == [
+        {**row, "t6": row["t6"].replace(tzinfo=UTC), "t3": dt.datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC),
+         "nf": 3.0, "arr": ["a", ""]}
+    ]  # fmt: skip
+
+
+def test_missing_keys_take_defaults_and_the_stamp_column_the_stamp() -> None:
+    stamp = dt.datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
+    row = full_row()
+    del row["s"], row["u64"], row["m"]
+    row["t6"] = None
+    out = both([row], stamp)
+    assert out is not None
+    back = rb.decode_rows(out, list(TYPES), list(TYPES.values()))[0]
+    assert (back["s"], back["u64"], back["m"], back["t6"]) == ("", 0, {}, stamp)
+    # a column with no default and no value is NULL: refused where the column is not Nullable
+    del row["f"]
+    assert both([row], stamp) is None
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("s", 5), ("s", b"bytes"), ("s", "lone \ud800 surrogate"), ("lc", None), ("f", "1.5"), ("f", True),
+        ("f", math.nan), ("f", math.inf), ("f", 10**400), ("u8", 256), ("u8", -1), ("u32", 2**32), ("u64", 2**64),
+        ("u64", -1), ("u64", 1.0), ("u64", False), ("i8", 128), ("i8", -129), ("i64", 2**63), ("b", 1),
+        ("b", "true"), ("t9", "2026-01-01"), ("t9", dt.date(2026, 1, 1)), ("t9", dt.datetime(1969, 12, 31, 23, 59)),
+        ("t9", dt.datetime(2262, 4, 12)), ("t6", dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=2)))),
+        ("arr", "ab"), ("arr", ["a", 1]), ("arr", {"a"}), ("m", [("k", "v")]), ("m", {"k": 1}), ("m", {1: "v"}),
+    ],
+)  # fmt: skip
+def test_values_whose_meaning_could_differ_from_the_json_path_are_refused(column: str, value: Any) -> None:
+    assert both([full_row(), full_row(**{column: value})]) is None
+
+
+def test_non_dict_rows_are_refused_and_empty_input_is_empty() -> None:
+    assert both([full_row(), ["not", "a", "dict"]]) is None
+    assert both([]) == b""
+
+
+row_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "s": st.one_of(st.text(), st.integers(), st.none()),
+        "lc": st.text(max_size=5),
+        "ns": st.one_of(st.none(), st.text()),
+        "t9": st.one_of(st.datetimes(timezones=st.sampled_from([UTC])), st.datetimes(), st.none()),
+        "t6": st.one_of(st.none(), st.datetimes(min_value=dt.datetime(1970, 1, 1))),
+        "t3": st.datetimes(min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2200, 1, 1)),
+        "f": st.one_of(st.floats(), st.integers(), st.booleans()),
+        "nf": st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)),
+        "u8": st.integers(-2, 300),
+        "u32": st.integers(-1, 2**33),
+        "nu32": st.one_of(st.none(), st.integers(0, 2**32 - 1)),
+        "u64": st.integers(-5, 2**65),
+        "i8": st.integers(-200, 200),
+        "i64": st.integers(-(2**64), 2**64),
+        "b": st.one_of(st.booleans(), st.integers(0, 1)),
+        "arr": st.lists(st.text(max_size=4), max_size=3),
+        "m": st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=3),
+    },
+)
+
+
+@given(st.lists(row_values, max_size=4), st.one_of(st.none(), st.datetimes(min_value=dt.datetime(1970, 1, 1))))
+@settings(max_examples=400, deadline=None)
+def test_native_and_reference_agree_on_random_rows(rows: list[dict[str, Any]], stamp: Any) -> None:
+    out = both(rows, stamp)  # asserts native == reference
+    if out is None:
+        return
+    back = rb.decode_rows(out, list(TYPES), list(TYPES.values()))
+    assert len(back) == len(rows)
+    for r, b in zip(rows, back, strict=True):
+        if "u64" in r:
+            assert b["u64"] == r["u64"]
+        if "m" in r:
+            assert b["m"] == r["m"]
+        if r.get("t9") is not None:
+            assert b["t9"] == r["t9"].replace(tzinfo=UTC)
+        assert b["b"] == r.get("b") and b["s"] == r.get("s", "")
+    assert b"".join(rb.split_rows(out, list(TYPES), list(TYPES.values()))) == out
+
+
+@native
+def test_native_encoder_rejects_a_malformed_spec_with_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="spec"):
+        rb._native_encode([{}], [("a", rb.STR, False, 0, None, False)], None)  # a list, not a tuple
+    with pytest.raises(ValueError, match="kind"):
+        rb._native_encode([{}], (("a", 99, False, 0, None, False),), None)
+    with pytest.raises(ValueError, match="width"):
+        rb._native_encode([{}], (("a", rb.UINT, False, 3, None, False),), None)
+
+
+def workload_rows(n_spans: int = 1000) -> list[dict[str, Any]]:
+    from collectors import otlp
+    from collectors.normalize import normalize_spans
+
+    base = workload.base_time_ns()
+    rows: list[dict[str, Any]] = []
+    for body in workload.requests(7, 250, n_spans, base):
+        rows.extend(normalize_spans(otlp.decode_traces(body, otlp.PROTOBUF)))
+    return rows
+
+
+def test_workload_rows_store_the_same_through_rowbinary_as_through_json(store) -> None:
+    """The whole point: the same rows, stored both ways, read back identical (every column)."""
+    w = StoreWriter(store)
+    assert w.encoded_types("spans") is None and not w.types_learned()  # JSON until the store is asked
+    assert w.learn_types()
+    types = w.encoded_types("spans")
+    assert types is not None and types[_columns("spans").index("start_time")] == "DateTime64(9, 'UTC')"
+    accepted = dt.datetime.now(UTC).replace(microsecond=123456)
+    rows = workload_rows()
+    # edge values of the spans columns: unicode, empty maps and tags, NULLs, the largest token count
+    edge = dict(rows[1], span_id="edge", input_text="é\n\"x\" 🚀\\", tags=["t1", "t2"], attributes={},
+                ttft_ms=12.5, cost_usd=None, max_tokens=None, input_tokens=2**64 - 1, stream=True)  # fmt: skip
+    rows.append(edge)
+    rb_body = w.encode("spans", rows, accepted, types)
+    json_body = w.encode("spans", rows, accepted)
+    assert rb_body is not None and json_body is not None
+    assert rb_body == rb.encode_rows_py(rows, w._spec("spans", types) or (), accepted)
+    assert len(rb_body) < len(json_body)
+    store.command(f"CREATE TABLE {store.table('spans_json')} AS {store.table('spans')}")
+    w.write_encoded("spans", [rb_body], "t-rb", types, distinct_keys=True)
+    store.insert_raw("spans_json", json_body, "JSONCompactEachRow",
+                     settings={"date_time_input_format": "best_effort"}, columns=_columns("spans"))  # fmt: skip
+    cols = ", ".join(f"`{c}`" for c in _columns("spans"))
+    a = store.query(f"SELECT {cols} FROM {store.table('spans')} ORDER BY trace_id, span_id").result_rows
+    b = store.query(f"SELECT {cols} FROM {store.table('spans_json')} ORDER BY trace_id, span_id").result_rows
+    assert len(a) == len(rows) and a == b
+    got_edge = store.rows(f"SELECT input_text, input_tokens, tags, stream FROM {store.table('spans')} "
+                          "WHERE span_id = 'edge'")[0]  # fmt: skip
+    assert got_edge == {"input_text": 'é\n"x" 🚀\\', "input_tokens": 2**64 - 1, "tags": ["t1", "t2"], "stream": True}
+
+
+def test_a_batch_encoded_for_types_the_table_no_longer_has_is_reencoded_not_lost(store) -> None:
+    w = StoreWriter(store)
+    assert w.learn_types()
+    types = w.encoded_types("feedback")
+    assert types is not None
+    rows = [{"trace_id": "t", "kind": "thumbs", "value": 1.0, "feedback_id": f"f{i}"} for i in range(3)]
+    body = w.encode("feedback", rows, dt.datetime.now(UTC), types)
+    assert body is not None
+    # the table changes under the writer: a column's type is widened
+    col = next(c for c, t in zip(_columns("feedback") or [], types, strict=True) if t == "Float64")
+    store.command(f"ALTER TABLE {store.table('feedback')} MODIFY COLUMN `{col}` Nullable(Float64)")
+    w.write_encoded("feedback", [body], "tok", types)  # header refused by the engine → rows → JSON → stored
+    assert sorted(r["feedback_id"] for r in store.rows(f"SELECT feedback_id FROM {store.table('feedback')}")) == [
+        "f0", "f1", "f2",
+    ]  # fmt: skip
+    new = w.encoded_types("feedback")  # relearned after that insert landed
+    assert new is not None and new != types and new[types.index("Float64")] == "Nullable(Float64)"
+
+
+def test_every_collector_table_is_encoded_as_rowbinary(store) -> None:
+    w = StoreWriter(store)
+    assert w.learn_types()
+    for table in TABLE_DEFAULTS:
+        types = w.encoded_types(table)
+        assert types is not None and len(types) == len(_columns(table) or []), table
+        assert STAMP_COLUMN[table] == (_columns(table) or [])[-1]
+    assert set(SPAN_DEFAULTS) < set(_columns("spans") or [])
+
+
+def test_duplicate_keys_decide_whether_the_store_may_skip_collapsing_at_insert(store, tmp_path: Path) -> None:
+    """optimize_on_insert=0 is only ever asked for an insert without two rows of one span: a span resent
+    within one batch (an exporter's retry) is still stored once."""
+    from collectors.spool import Spool
+    from collectors.spooled_writer import SpooledBatchWriter, _all_distinct, _distinct_keys
+
+    rows = workload_rows(250)[:60]
+    assert _distinct_keys(rows[:30]) == frozenset(r["trace_id"] + r["span_id"] for r in rows[:30])
+    assert _distinct_keys(rows[:30] + rows[:1]) is None  # a duplicate inside one request
+    assert _distinct_keys([{"span_id": "x"}]) is None  # no key to vouch with
+    a, b = frozenset({"t1s1"}), frozenset({"t1s2"})
+    assert _all_distinct([a, b]) and not _all_distinct([a, a]) and not _all_distinct([a, None])
+
+    w = StoreWriter(store)
+    assert w.learn_types()
+    types = w.encoded_types("spans")
+    count = f"SELECT count() FROM {store.table('spans')}"  # no FINAL: what a plain query sees
+    # why it matters: told (wrongly) that keys are distinct, the engine keeps both copies of a resent span
+    body = w.encode("spans", rows[:2] + rows[:1], dt.datetime.now(UTC), types)
+    assert body is not None
+    w.write_encoded("spans", [body], "probe", types, distinct_keys=True)
+    assert store.scalar(count) == 3
+    store.command(f"TRUNCATE TABLE {store.table('spans')}")
+
+    bw = SpooledBatchWriter(w, Spool(tmp_path / "spool", max_bytes=1 << 26), batch_size=10_000, flush_interval=60)
+    bw.start()
+    try:
+        assert bw.offer(rows[:30]) and bw.offer(rows[20:40])  # spans 20..29 arrive twice, in one batch
+        assert bw.flush(30)
+        assert store.scalar(count) == 40
+        assert bw.offer(rows[40:60])  # a batch of distinct spans (the fast insert)
+        assert bw.flush(30)
+        assert store.scalar(count) == 60
+    finally:
+        assert bw.close(30)
+    stored = store.rows(f"SELECT span_id, input_tokens FROM {store.table('spans')} ORDER BY span_id")
+    assert [(r["span_id"], r["input_tokens"]) for r in stored] == sorted(
+        (r["span_id"], r["input_tokens"]) for r in rows
+    )
