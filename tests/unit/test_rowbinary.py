@@ -4,6 +4,7 @@ refuses, round-trips through the decoder, and stores exactly what the JSON path 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import struct
 import sys
@@ -167,7 +168,9 @@ row_values = st.fixed_dictionaries(
 )
 
 
-@given(st.lists(row_values, max_size=4), st.one_of(st.none(), st.datetimes(min_value=dt.datetime(1970, 1, 1))))
+@given(
+    st.lists(row_values, max_size=4), st.one_of(st.none(), st.datetimes(min_value=dt.datetime(1970, 1, 1)))
+)
 @settings(max_examples=400, deadline=None)
 def test_native_and_reference_agree_on_random_rows(rows: list[dict[str, Any]], stamp: Any) -> None:
     out = both(rows, stamp)  # asserts native == reference
@@ -235,7 +238,12 @@ def test_workload_rows_store_the_same_through_rowbinary_as_through_json(store) -
     assert len(a) == len(rows) and a == b
     got_edge = store.rows(f"SELECT input_text, input_tokens, tags, stream FROM {store.table('spans')} "
                           "WHERE span_id = 'edge'")[0]  # fmt: skip
-    assert got_edge == {"input_text": 'é\n"x" 🚀\\', "input_tokens": 2**64 - 1, "tags": ["t1", "t2"], "stream": True}
+    assert got_edge == {
+        "input_text": 'é\n"x" 🚀\\',
+        "input_tokens": 2**64 - 1,
+        "tags": ["t1", "t2"],
+        "stream": True,
+    }
 
 
 def test_a_batch_encoded_for_types_the_table_no_longer_has_is_reencoded_not_lost(store) -> None:
@@ -291,7 +299,9 @@ def test_duplicate_keys_decide_whether_the_store_may_skip_collapsing_at_insert(s
     assert store.scalar(count) == 3
     store.command(f"TRUNCATE TABLE {store.table('spans')}")
 
-    bw = SpooledBatchWriter(w, Spool(tmp_path / "spool", max_bytes=1 << 26), batch_size=10_000, flush_interval=60)
+    bw = SpooledBatchWriter(
+        w, Spool(tmp_path / "spool", max_bytes=1 << 26), batch_size=10_000, flush_interval=60
+    )
     bw.start()
     try:
         assert bw.offer(rows[:30]) and bw.offer(rows[20:40])  # spans 20..29 arrive twice, in one batch
@@ -306,3 +316,53 @@ def test_duplicate_keys_decide_whether_the_store_may_skip_collapsing_at_insert(s
     assert [(r["span_id"], r["input_tokens"]) for r in stored] == sorted(
         (r["span_id"], r["input_tokens"]) for r in rows
     )
+
+
+def test_a_binary_batch_with_a_row_the_store_refuses_is_bisected_and_that_row_quarantined(
+    store, tmp_path: Path
+) -> None:
+    """The store refuses the binary body (and the JSON rewrite) for one row's data: the other rows of the
+    batch are stored once and the bad one lands in the quarantine file as a readable row."""
+    from collectors.spool import Spool
+    from collectors.spooled_writer import SpooledBatchWriter
+    from monitor.store.client import StoreError
+
+    class Picky(StoreWriter):
+        """A store that cannot parse one value, whatever the encoding: the way a real engine refuses."""
+
+        def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(store)
+            self.inserts: list[tuple[str, int]] = []
+
+        def write_encoded(self, table, bodies, token=None, types=None, distinct_keys=False):  # type: ignore[override]
+            data = b"".join(bytes(b) for b in bodies)
+            self.inserts.append(("binary" if types else "json", len(data)))
+            if b"POISON" in data:
+                raise StoreError(
+                    "insert into spans failed: Code: 27. DB::Exception: bad value (CANNOT_PARSE_TEXT)"
+                )
+            super().write_encoded(table, bodies, token, types, distinct_keys)
+
+    w = Picky(store)
+    assert w.learn_types()
+    rows = workload_rows(250)[:12]
+    rows[7] = dict(rows[7], output_text="POISON")
+    bw = SpooledBatchWriter(
+        w, Spool(tmp_path / "spool", max_bytes=1 << 26), batch_size=10_000, flush_interval=60
+    )
+    bw.quarantine_path = tmp_path / "quarantine.jsonl"
+    bw.start()
+    try:
+        assert bw.offer(rows)
+        assert bw.flush(30)
+    finally:
+        assert bw.close(30)
+    stored = store.rows(f"SELECT span_id FROM {store.table('spans')} FINAL ORDER BY span_id")
+    assert [r["span_id"] for r in stored] == sorted(r["span_id"] for i, r in enumerate(rows) if i != 7)
+    (line,) = (tmp_path / "quarantine.jsonl").read_text().splitlines()
+    q = json.loads(line)
+    assert q["table"] == "spans" and "CANNOT_PARSE_TEXT" in q["error"]
+    assert q["row"]["span_id"] == rows[7]["span_id"] and q["row"]["output_text"] == "POISON"
+    assert q["row"]["input_tokens"] == rows[7]["input_tokens"]  # decoded from RowBinary, typed
+    assert ("binary", 0) not in w.inserts and w.inserts[0][0] == "binary"
+    assert bw.stats().quarantined_by_table == {"spans": 1}
