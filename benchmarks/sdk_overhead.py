@@ -571,6 +571,65 @@ def in_situ_us(arms: list[Arm], chat_client: openai.OpenAI, calls: int = 3000) -
     return {"p50_us": pct(samples, 0.5) / 1000, "p90_us": pct(samples, 0.9) / 1000, "calls": len(samples)}
 
 
+# --- garbage collection on the app's thread -------------------------------------------------------------------
+
+
+def gc_per_call(
+    arms: list[Arm], fn: Callable[[], str], calls: int, block: int = 25
+) -> dict[str, dict[str, float]]:
+    """Per arm: CPython GC collections (per generation) and GC µs per call that run on the calling thread
+    *during* a call (``gc.callbacks``), over ``calls`` calls flushed every ``block`` as in the latency runs.
+    Collections elsewhere (another thread, the flush between blocks) are reported apart: they are not on
+    the request path. What a deferred call keeps alive until the finisher runs shows up here."""
+    import threading
+
+    main = threading.get_ident()
+    inside = [False]
+    started = [0]
+    counts = {"call": [0, 0, 0], "other": [0, 0, 0]}
+    spent = {"call": [0, 0, 0], "other": [0, 0, 0]}
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter_ns()
+            return
+        where = "call" if inside[0] and threading.get_ident() == main else "other"
+        counts[where][info["generation"]] += 1
+        spent[where][info["generation"]] += time.perf_counter_ns() - started[0]
+
+    out: dict[str, dict[str, float]] = {}
+    gc.callbacks.append(on_gc)
+    try:
+        for a in arms:
+            a.on()
+            for _ in range(50):
+                fn()
+            a.flush()
+            gc.collect()
+            for d in (*counts.values(), *spent.values()):
+                d[:] = [0, 0, 0]
+            for i in range(calls):
+                inside[0] = True
+                fn()
+                inside[0] = False
+                if i % block == block - 1:
+                    a.flush()
+            a.flush()
+            a.off()
+            c, t = counts["call"], spent["call"]
+            out[a.name] = {
+                "gen0_per_call": c[0] / calls,
+                "gen1_per_call": c[1] / calls,
+                "gen2_per_call": c[2] / calls,
+                "gc_us_per_call": sum(t) / calls / 1000,
+                "elsewhere_collections_per_call": sum(counts["other"]) / calls,
+                "elsewhere_gc_us_per_call": sum(spent["other"]) / calls / 1000,
+            }
+    finally:
+        gc.callbacks.remove(on_gc)
+    return out
+
+
 # --- profile ------------------------------------------------------------------------------------------------
 
 
@@ -621,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calls", type=int, default=25, help="calls per arm per block")
     ap.add_argument("--rounds", type=int, default=160, help="blocks per arm (arms alternate)")
     ap.add_argument("--alloc-calls", type=int, default=300)
+    ap.add_argument("--gc-calls", type=int, default=2000, help="chat calls per arm for the GC report")
     ap.add_argument(
         "--transport",
         choices=("http", "mock"),
@@ -652,6 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         alloc = run_alloc(arms, fn, args.alloc_calls)
         results[scenario] = summarize(raw, alloc)
     in_situ = in_situ_us(arms, chat_client)
+    gc_calls = gc_per_call(arms, lambda: call_chat(chat_client), args.gc_calls)
     redaction = bench_redaction(chat_client)
     yardstick.append(reference_span_us())
     span_us = statistics.mean(yardstick)
@@ -702,6 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         "spans_exported": spans,
         "scenarios": results,
         "in_situ_request_path": in_situ,
+        "gc_on_app_thread_chat": gc_calls,
         "redaction_export_thread": redaction,
         "verdict": verdict,
     }
@@ -727,6 +789,13 @@ def main(argv: list[str] | None = None) -> int:
         f"\nour steps on the request path, timed inside a chat call: p50 {in_situ['p50_us']:.1f} µs, "
         f"p90 {in_situ['p90_us']:.1f} µs"
     )
+    print("\nGC on the calling thread during a chat call (gc.callbacks; per call):")
+    for name, g in gc_calls.items():
+        print(
+            f"  {name:14s} gen0 {g['gen0_per_call']:.4f}  gen1 {g['gen1_per_call']:.4f}  "
+            f"gen2 {g['gen2_per_call']:.5f}  {g['gc_us_per_call']:5.2f} µs   (elsewhere: "
+            f"{g['elsewhere_collections_per_call']:.4f} collections, {g['elsewhere_gc_us_per_call']:5.2f} µs)"
+        )
     print(
         f"\nyardstick: one bare SDK span (start+end) costs {span_us:.1f} µs of CPU here; our added p50 for a "
         f"chat call = {ours['added_p50_in_bare_spans']:.1f} bare spans"

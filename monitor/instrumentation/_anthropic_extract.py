@@ -50,6 +50,8 @@ __all__ = [
     "reply_attributes",
     "request_attributes",
     "response_attributes",
+    "response_snapshot",
+    "snapshot_attributes",
     "system_parts",
 ]
 
@@ -288,17 +290,96 @@ def reply_attributes(reply: Reply, capture_content: bool) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if v is not None}
 
 
-def response_attributes(message: Any, capture_content: bool) -> dict[str, Any]:
-    """A non-streamed ``Message`` (or ``ParsedMessage``, or its JSON as a dict)."""
+def _texts(content: Any) -> list[str] | None:
+    """The texts of text-only content (``content_parts`` reads a text and its block alike), else None."""
+    if type(content) is not list:
+        return None
+    texts = []
+    for block in content:
+        text = get(block, "text", "") if get(block, "type") == "text" else None
+        if type(text) is not str:
+            return None  # tool calls, thinking, images...: the blocks themselves are kept
+        texts.append(text)
+    return texts
+
+
+_SDK_MODEL_TYPES: dict[type, bool] = {}  # type -> one of the anthropic SDK's own (pydantic) models
+
+
+def response_snapshot(message: Any) -> tuple[Any, ...]:
+    """The values :func:`snapshot_attributes` reads from a non-streamed ``Message``, as one flat tuple.
+
+    Why: a deferred call waits for the finisher thread, and what it holds meanwhile counts toward
+    CPython's GC thresholds on the app's thread; a ``Message`` is a dozen GC objects (models, their
+    field sets, the content list), this is one tuple of str/int/None for a text reply (the collector
+    untracks it: nothing nested), and it freezes those values at call time. App's thread: raw reads
+    only (the SDK's models directly, dicts through ``get``; checks run with the attributes). Layout:
+    id, model, role, input, output, cache-read, cache-creation and thinking tokens, stop reason, then
+    ``True`` and the texts of text-only content, or ``False`` and the content as given (read later).
+    """
+    cls = type(message)
+    sdk = _SDK_MODEL_TYPES.get(cls)
+    if sdk is None:
+        sdk = cls.__module__.startswith("anthropic.") and hasattr(cls, "model_fields")
+        if len(_SDK_MODEL_TYPES) < 256:
+            _SDK_MODEL_TYPES[cls] = sdk
+    if sdk:
+        try:
+            usage = message.usage
+            head: tuple[Any, ...] = (message.id, message.model, message.role)
+            if usage is None:
+                tokens: tuple[Any, ...] = (None,) * 5
+            else:
+                details = usage.output_tokens_details
+                tokens = (
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cache_read_input_tokens,
+                    usage.cache_creation_input_tokens,
+                    None if details is None else get(details, "thinking_tokens"),
+                )
+            stop, content = message.stop_reason, message.content
+        except AttributeError:  # an SDK model without a field we read: the generic reads below
+            sdk = False
+    if not sdk:
+        usage = get(message, "usage")
+        head = (get(message, "id"), get(message, "model"), get(message, "role"))
+        tokens = (
+            get(usage, "input_tokens"),
+            get(usage, "output_tokens"),
+            get(usage, "cache_read_input_tokens"),
+            get(usage, "cache_creation_input_tokens"),
+            get(get(usage, "output_tokens_details"), "thinking_tokens"),
+        )
+        stop, content = get(message, "stop_reason"), get(message, "content")
+    texts = _texts(content)
+    return (*head, *tokens, stop, *((True, *texts) if texts is not None else (False, content)))
+
+
+def snapshot_attributes(snapshot: tuple[Any, ...], capture_content: bool) -> dict[str, Any]:
+    """Response attributes from a :func:`response_snapshot` (any thread)."""
     reply = Reply()
-    reply.take_header(message)
-    reply.role = str(get(message, "role") or "assistant")
-    reply.take_usage(get(message, "usage"))
-    stop = get(message, "stop_reason")
+    reply.take_header({"id": snapshot[0], "model": snapshot[1]})
+    reply.role = str(snapshot[2] or "assistant")
+    (
+        reply.input_tokens,
+        reply.output_tokens,
+        reply.cache_read_tokens,
+        reply.cache_creation_tokens,
+        reply.thinking_tokens,
+    ) = (_num(v, int) for v in snapshot[3:8])
+    stop = snapshot[8]
     reply.stop_reason = stop if isinstance(stop, str) else None
     if capture_content:
-        reply.parts = content_parts(get(message, "content"))
+        reply.parts = content_parts(snapshot[10:] if snapshot[9] else snapshot[10])
     return reply_attributes(reply, capture_content)
+
+
+def response_attributes(message: Any, capture_content: bool) -> dict[str, Any]:
+    """A non-streamed ``Message`` (or ``ParsedMessage``, its JSON as a dict, or its
+    :func:`response_snapshot`: a deferred call's); both go through the snapshot, one code path."""
+    snapshot = message if type(message) is tuple else response_snapshot(message)
+    return snapshot_attributes(snapshot, capture_content)
 
 
 def raw_response_attributes(raw: Any, capture_content: bool) -> dict[str, Any]:

@@ -31,7 +31,6 @@ __all__ = [
     "Completion",
     "CompletionAccumulator",
     "chat_request_attributes",
-    "chat_response_attributes",
     "common_request_attributes",
     "completion_attributes",
     "embeddings_request_attributes",
@@ -356,30 +355,6 @@ def completion_attributes(comp: Completion, capture_content: bool) -> dict[str, 
 def _choices_in_order(choices: Any) -> list[Any]:
     items = list(choices or [])
     return sorted(items, key=lambda c: get(c, "index") or 0)
-
-
-def chat_response_attributes(response: Any, capture_content: bool) -> dict[str, Any]:
-    comp = Completion()
-    comp.take_header(response)
-    comp.take_usage(get(response, "usage"))
-    for ch in _choices_in_order(get(response, "choices")):
-        msg = get(ch, "message")
-        calls = [
-            ToolCall(
-                get(t, "id"), get(get(t, "function"), "name"), get(get(t, "function"), "arguments") or ""
-            )
-            for t in get(msg, "tool_calls") or []
-        ]
-        content = get(msg, "content")
-        comp.choices.append(
-            Choice(
-                role=get(msg, "role") or "assistant",
-                text=content if isinstance(content, str) else get(msg, "refusal"),
-                tool_calls=calls,
-                finish_reason=get(ch, "finish_reason"),
-            )
-        )
-    return completion_attributes(comp, capture_content)
 
 
 def text_response_attributes(response: Any, capture_content: bool) -> dict[str, Any]:

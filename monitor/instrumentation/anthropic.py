@@ -67,6 +67,10 @@ class AnthropicInstrumentor(Instrumentor):
         super().__init__()
         self._stream_types: tuple[type, type] | None = None
         self._fast: FastPath | None = None
+        self._finish_pending = self._finish_deferred  # one bound method for every deferred call
+        # result type -> a with_raw_response / with_streaming_response wrapper (it has ``http_response``;
+        # asking a pydantic ``Message`` costs a raised AttributeError, ~3 µs, so once per type)
+        self._raw: dict[type, bool] = {}
 
     def _instrument(self) -> None:
         import importlib
@@ -167,16 +171,25 @@ class AnthropicInstrumentor(Instrumentor):
         """After a fast-path call returned: a plain message or a stream is finished later, the rest now."""
         pending.detach()
         try:
-            snapshot = snapshot_kwargs(kwargs)  # type: ignore[arg-type]  # the wrapper's own dict
-            upgrade = functools.partial(self._upgrade, pending, resource, snapshot, stream)
             types = self._stream_types
             if types is not None and isinstance(result, types):
+                snapshot = snapshot_kwargs(kwargs)  # type: ignore[arg-type]  # the wrapper's own dict
+                upgrade = functools.partial(self._upgrade, pending, resource, snapshot, stream)
                 proxy_type: Any = SyncStreamProxy if isinstance(result, types[0]) else AsyncStreamProxy
                 acc = ex.StreamAccumulator(self.capture_content)
                 return defer_stream(proxy_type, result, acc, pending, upgrade)
-            if not hasattr(result, "http_response"):  # not with_raw_response / with_streaming_response
+            raw = self._raw.get(type(result))
+            if raw is None:
+                raw = hasattr(result, "http_response")
+                if len(self._raw) < 256:
+                    self._raw[type(result)] = raw
+            if not raw:  # not with_raw_response / with_streaming_response
                 pending.end_ns = time.time_ns()
-                pending.job = functools.partial(self._finish_deferred, pending, upgrade, result)
+                pending.op = stream
+                pending.resource = resource
+                pending.request = snapshot_kwargs(kwargs)  # type: ignore[arg-type]  # the wrapper's own
+                pending.response = ex.response_snapshot(result)  # fewer GC objects waiting than ``result``
+                pending.finish = self._finish_pending
                 FINISHER.submit(pending)
                 return result
         except Exception:
@@ -185,14 +198,17 @@ class AnthropicInstrumentor(Instrumentor):
         call = self._upgrade(pending, resource, kwargs, stream)
         return result if call is None else self._finish(call, result)
 
-    def _finish_deferred(
-        self, pending: PendingCall, upgrade: Callable[[], LLMCall | None], result: Any
-    ) -> None:
-        """Finisher thread, inside the caller's contextvars: the span the eager path would have made."""
-        call = upgrade()
-        if call is not None:
-            call.end_ns = pending.end_ns
-            self._finish(call, result)
+    def _finish_deferred(self, pending: PendingCall) -> None:
+        """Finisher thread, inside the caller's contextvars: the span the eager path would have made
+        (``_finish`` for a plain message, from its snapshot). ``pending.op`` is the stream flag."""
+        call = self._upgrade(pending, pending.resource, pending.request, bool(pending.op))
+        if call is None:
+            return
+        call.end_ns = pending.end_ns
+        with guard("anthropic.chat.response"):
+            if call.recording:
+                call.set_attributes(ex.response_attributes(pending.response, call.capture_content))
+        call.end()
 
     def _failed(
         self, pending: PendingCall, resource: Any, kwargs: Mapping[str, Any], stream: bool, exc: BaseException

@@ -41,6 +41,7 @@ from opentelemetry import trace
 
 from monitor import semconv as sc
 from monitor._guard import guard
+from monitor.instrumentation import _openai_chat as chat
 from monitor.instrumentation import _openai_extract as ex
 from monitor.instrumentation import _openai_raw as raw
 from monitor.instrumentation import _openai_responses as rx
@@ -75,10 +76,21 @@ class Operation:
     accumulator: Callable[[], Accumulator] | None = None
     # (error.type, message) when a successful HTTP answer reports a failed generation.
     failure: Callable[[Any], tuple[str, str] | None] | None = None
+    # A deferred call keeps ``snapshot(response)`` for the finisher instead of the response (fewer GC
+    # objects waiting; see ``chat_response_snapshot``), and ``snapshot_response(snap, capture)`` must
+    # equal ``response(response, capture)``. Only for operations without ``failure``.
+    snapshot: Callable[[Any], Any] | None = None
+    snapshot_response: Callable[[Any, bool], dict[str, Any]] | None = None
 
 
 CHAT = Operation(
-    sc.OP_CHAT, "llm", ex.chat_request_attributes, ex.chat_response_attributes, ex.ChatAccumulator
+    sc.OP_CHAT,
+    "llm",
+    ex.chat_request_attributes,
+    chat.chat_response_attributes,
+    ex.ChatAccumulator,
+    snapshot=chat.chat_response_snapshot,
+    snapshot_response=chat.chat_snapshot_attributes,
 )
 TEXT_COMPLETION = Operation(
     sc.OP_TEXT_COMPLETION,
@@ -124,6 +136,7 @@ class OpenAIInstrumentor(Instrumentor):
         self._stream_types: tuple[type, type] | None = None
         self._fast: FastPath | None = None
         self._plain: dict[type, bool] = {}  # result type -> a plain response (no stream, not raw)
+        self._finish_pending = self._finish_deferred  # one bound method for every deferred call
 
     def _instrument(self) -> None:
         import openai
@@ -187,9 +200,12 @@ class OpenAIInstrumentor(Instrumentor):
                     self._plain[type(result)] = plain
             if plain:
                 pending.end_ns = time.time_ns()
-                pending.job = functools.partial(
-                    self._finish_deferred, op, pending, resource, snapshot_kwargs(kwargs), result
-                )
+                pending.op = op
+                pending.resource = resource
+                pending.request = snapshot_kwargs(kwargs)
+                snapshot = op.snapshot
+                pending.response = result if snapshot is None else snapshot(result)
+                pending.finish = self._finish_pending
                 queue, finisher = FINISHER.queue, FINISHER
                 if finisher.running and len(queue) < finisher.max_pending:
                     queue.append(pending)
@@ -227,14 +243,20 @@ class OpenAIInstrumentor(Instrumentor):
         streams = self._stream_types or ()
         return not isinstance(result, streams) and raw.raw_kind(result) is None
 
-    def _finish_deferred(
-        self, op: Operation, pending: PendingCall, resource: Any, kwargs: dict[str, Any], result: Any
-    ) -> None:
+    def _finish_deferred(self, pending: PendingCall) -> None:
         """Finisher thread, inside the caller's contextvars: the span the eager path would have made."""
-        call = self._upgrade(op, pending, resource, kwargs)
-        if call is not None:
-            call.end_ns = pending.end_ns
-            self._finish(op, call, result)
+        op: Operation = pending.op
+        call = self._upgrade(op, pending, pending.resource, pending.request)
+        if call is None:
+            return
+        call.end_ns = pending.end_ns
+        if op.snapshot is None:
+            self._finish(op, call, pending.response)
+            return
+        with guard(f"openai.{op.name}.response"):  # _finish for a plain response, from its snapshot
+            if call.recording and op.snapshot_response is not None:
+                call.set_attributes(op.snapshot_response(pending.response, call.capture_content))
+        call.end()
 
     def _stream_proxy(self, op: Operation, call: LLMCall, result: Any) -> Any:
         """A type-preserving proxy if ``result`` is an SDK stream this operation can read, else None."""

@@ -79,15 +79,7 @@ def test_calls_take_the_deferred_path_and_match_the_eager_span(
     deferred, eager = spans["1"], spans["0"]
     ids = {s.attributes[sc.GEN_AI_RESPONSE_ID] for s in (deferred, eager)}
     assert len(ids) == 2  # the fake server numbers its responses; everything else is equal
-    drop = {sc.GEN_AI_RESPONSE_ID}
-    assert {k: v for k, v in deferred.attributes.items() if k not in drop} == {
-        k: v for k, v in eager.attributes.items() if k not in drop
-    }
-    assert (deferred.name, deferred.kind, deferred.status.status_code) == (
-        eager.name,
-        eager.kind,
-        eager.status.status_code,
-    )
+    _same_but_ids(eager, deferred)
 
 
 def test_a_span_started_inside_the_call_is_a_child_of_the_llm_span(
@@ -409,4 +401,326 @@ def test_only_text_chunks_are_reduced_to_their_text() -> None:
     assert mixed.attributes(True) == whole.attributes(True)
     assert json.loads(whole.attributes(True)[sc.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
         {"type": "text", "content": "Hello"}
+    ]
+
+
+# --- what a waiting call holds: a flat snapshot of the response, not the response --------------------
+
+OPENAI_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup_order",
+            "description": "Find an order by id.",
+            "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+        },
+    }
+]
+ANTHROPIC_TOOLS = [
+    {
+        "name": "lookup_order",
+        "description": "Find an order by id.",
+        "input_schema": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+    }
+]
+ORDER_QUESTION = {"role": "user", "content": "Where is my order ORD-1234?"}
+
+
+def _spans_of(
+    monkeypatch: pytest.MonkeyPatch, library: str, calls: Any, after: Any = None
+) -> tuple[list[ReadableSpan], list[ReadableSpan], list[Any]]:
+    """The spans of ``calls()`` made eagerly, then deferred with the finisher held back until
+    ``after(responses, queued_calls)`` (the app editing and dropping its responses) has run."""
+    monkeypatch.setenv("LLM_MONITOR_DEFER", "0")
+    with recording(service_name="test", instrument=[library]) as r:
+        calls()
+        eager = r.spans()
+    reset_global_tracer_provider()
+    monkeypatch.setenv("LLM_MONITOR_DEFER", "1")
+    with recording(service_name="test", instrument=[library]) as r:
+        finisher = _deferred.FINISHER
+        with finisher._run_lock:  # nothing leaves the queue until the app is done with its responses
+            responses = calls()
+            queued = list(finisher.queue)
+            original = [(q.response, q.request) for q in queued]
+            if after is not None:
+                after(responses, queued)
+            del responses
+        deferred = r.spans()
+    reset_global_tracer_provider()
+    return eager, deferred, original
+
+
+def _same_but_ids(eager: ReadableSpan, deferred: ReadableSpan) -> None:
+    drop = {sc.GEN_AI_RESPONSE_ID}  # the fake servers number their responses
+    assert {k: v for k, v in deferred.attributes.items() if k not in drop} == {
+        k: v for k, v in eager.attributes.items() if k not in drop
+    }
+    assert (deferred.name, deferred.kind, deferred.status.status_code) == (
+        eager.name,
+        eager.kind,
+        eager.status.status_code,
+    )
+
+
+def test_openai_waiting_calls_hold_a_snapshot_and_edits_after_the_call_change_nothing(
+    server: FakeOpenAIServer, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    ids: list[str] = []
+
+    def calls() -> list[Any]:
+        text = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, temperature=0.1)
+        tool = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[ORDER_QUESTION], tools=OPENAI_TOOLS
+        )
+        return [text, tool]
+
+    def edit_and_drop(responses: list[Any], queued: list[Any]) -> None:
+        ids.extend(r.id for r in responses)
+        for q in queued:  # no SDK model is kept alive by a waiting call
+            assert type(q.response) is tuple
+            assert not any(type(o).__module__.startswith("openai.types") for o in gc.get_referents(q))
+        text, tool = responses
+        text.id = "edited"
+        text.model = "edited"
+        text.choices[0].message.content = "edited"
+        text.choices[0].finish_reason = "length"
+        text.usage.prompt_tokens = 1
+        text.usage.completion_tokens = 1
+        tool.choices[0].message.tool_calls[0].function.name = "edited"
+        tool.choices[0].message.tool_calls[0].function.arguments = "{}"
+        tool.choices.clear()
+        responses.clear()
+        gc.collect()
+        assert not gc.is_tracked(queued[0].response)  # str/int/None only: the collector untracks it
+
+    eager, deferred, held = _spans_of(monkeypatch, "openai", calls, edit_and_drop)
+    assert len(eager) == len(deferred) == 2
+    for e, d in zip(eager, deferred, strict=True):
+        _same_but_ids(e, d)
+    assert [d.attributes[sc.GEN_AI_RESPONSE_ID] for d in deferred] == ids
+    text, tool = deferred
+    assert json.loads(text.attributes[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": REPLY}], "finish_reason": "stop"}
+    ]
+    (call_part,) = json.loads(tool.attributes[sc.GEN_AI_OUTPUT_MESSAGES])[0]["parts"]
+    assert (call_part["type"], call_part["name"], call_part["arguments"]) == (
+        "tool_call",
+        "lookup_order",
+        {"order_id": "ORD-1234"},
+    )
+    # the snapshot of the text call, field by field (see chat_response_snapshot)
+    snap, request = held[0]
+    assert snap[:2] == (ids[0], "gpt-4o-mini-2024-07-18")
+    assert snap[9:] == (0, "assistant", REPLY, None, "stop", ())
+    assert request["messages"] == MESSAGES and request["messages"] is not MESSAGES
+
+
+def test_chat_snapshot_of_unusual_shapes() -> None:
+    """Dict-shaped responses (compatible servers), choices out of order, a refusal, no usage, an empty id."""
+    from monitor.instrumentation._openai_chat import chat_response_attributes, chat_response_snapshot
+
+    response = {
+        "id": "",
+        "model": "local-model",
+        "choices": [
+            {
+                "index": 1,
+                "message": {"role": "assistant", "content": None, "refusal": "I can't help with that."},
+                "finish_reason": "content_filter",
+            },
+            {
+                "index": 0,
+                "message": {
+                    "role": None,
+                    "content": "Looking it up.",
+                    "tool_calls": [{"id": "call_1", "function": {"name": "lookup_order", "arguments": None}}],
+                },
+                "finish_reason": "tool_calls",
+            },
+        ],
+        "usage": None,
+    }
+    snap = chat_response_snapshot(response)
+    # raw values: the checks and the ordering by index happen with the attributes
+    assert snap == (
+        "", "local-model", None, None, None, None, None, None, None,
+        1, "assistant", None, "I can't help with that.", "content_filter", (),
+        0, None, "Looking it up.", None, "tool_calls", (("call_1", "lookup_order", None),),
+    )  # fmt: skip
+    attrs = chat_response_attributes(response, True)
+    assert attrs[sc.GEN_AI_RESPONSE_MODEL] == "local-model"
+    assert attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ["tool_calls", "content_filter"]
+    assert sc.GEN_AI_RESPONSE_ID not in attrs and sc.GEN_AI_USAGE_INPUT_TOKENS not in attrs
+    first, second = json.loads(attrs[sc.GEN_AI_OUTPUT_MESSAGES])
+    assert first["parts"][0] == {"type": "text", "content": "Looking it up."}
+    assert (first["parts"][1]["type"], first["parts"][1]["id"], first["parts"][1]["name"]) == (
+        "tool_call",
+        "call_1",
+        "lookup_order",
+    )
+    assert first["finish_reason"] == "tool_call"
+    assert second == {
+        "role": "assistant",
+        "parts": [{"type": "text", "content": "I can't help with that."}],
+        "finish_reason": "content_filter",
+    }
+
+
+def test_anthropic_waiting_calls_hold_a_snapshot_and_edits_after_the_call_change_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    import anthropic
+
+    from monitor.demo.fake_anthropic import FakeAnthropicServer
+
+    ids: list[str] = []
+    with FakeAnthropicServer() as srv:
+        client = anthropic.Anthropic(base_url=srv.base_url, api_key="sk-ant-test", max_retries=0)
+
+        def calls() -> list[Any]:
+            text = client.messages.create(
+                model="claude-haiku-4-5", max_tokens=50, system="Be brief.", messages=MESSAGES[1:]
+            )
+            tool = client.messages.create(
+                model="claude-haiku-4-5", max_tokens=100, tools=ANTHROPIC_TOOLS, messages=[ORDER_QUESTION]
+            )
+            return [text, tool]
+
+        def edit_and_drop(responses: list[Any], queued: list[Any]) -> None:
+            ids.extend(r.id for r in responses)
+            text, tool = responses
+            assert tool.content[-1].type == "tool_use"
+            text_snapshot = queued[0].response
+            assert type(text_snapshot) is tuple and text_snapshot[9:] == (True, REPLY)
+            assert not any(
+                type(o).__module__.startswith("anthropic.types") for o in gc.get_referents(queued[0])
+            )
+            text.id = "edited"
+            text.content[0].text = "edited"
+            text.content.clear()
+            text.usage.input_tokens = 1
+            text.stop_reason = "max_tokens"
+            tool.id = "edited"
+            tool.usage.output_tokens = 1
+            responses.clear()
+            gc.collect()
+            assert not gc.is_tracked(text_snapshot)
+
+        eager, deferred, _ = _spans_of(monkeypatch, "anthropic", calls, edit_and_drop)
+    assert len(eager) == len(deferred) == 2
+    for e, d in zip(eager, deferred, strict=True):
+        _same_but_ids(e, d)
+    assert [d.attributes[sc.GEN_AI_RESPONSE_ID] for d in deferred] == ids
+    assert json.loads(deferred[0].attributes[sc.GEN_AI_OUTPUT_MESSAGES]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": REPLY}], "finish_reason": "stop"}
+    ]
+    assert deferred[1].attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("tool_use",)
+
+
+def test_sdk_models_and_their_json_give_the_same_snapshot() -> None:
+    """The direct reads of the SDK's own models equal the generic reads of the same JSON, including an
+    extra field a compatible server sends (``cache_write_tokens``) and out-of-order choices."""
+    from openai.types.chat import ChatCompletion
+
+    from monitor.instrumentation import _anthropic_extract, _openai_chat
+
+    body: dict[str, Any] = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini-2024-07-18",
+        "system_fingerprint": "fp_1",
+        "service_tier": "default",
+        "choices": [
+            {
+                "index": 1,
+                "message": {"role": "assistant", "content": "Second.", "refusal": None},
+                "finish_reason": "length",
+                "logprobs": None,
+            },
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "refusal": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "lookup_order", "arguments": '{"order_id": "ORD-1"}'},
+                        }
+                    ],
+                },
+                "finish_reason": "tool_calls",
+                "logprobs": None,
+            },
+        ],
+        "usage": {
+            "prompt_tokens": 30,
+            "completion_tokens": 12,
+            "total_tokens": 42,
+            "prompt_tokens_details": {"cached_tokens": 16, "cache_write_tokens": 8},
+            "completion_tokens_details": {"reasoning_tokens": 4},
+        },
+    }
+    model = ChatCompletion.model_validate(body)
+    assert _openai_chat.chat_response_snapshot(model) == _openai_chat.chat_response_snapshot(body)
+    assert _openai_chat._SDK_MODEL_TYPES[ChatCompletion] is True  # the direct reads were taken
+    attrs = _openai_chat.chat_response_attributes(model, True)
+    assert attrs == _openai_chat.chat_response_attributes(body, True)
+    assert (
+        attrs[sc.GEN_AI_USAGE_INPUT_TOKENS],
+        attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS],
+        attrs[sc.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS],
+        attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS],
+        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS],
+    ) == (30, 16, 8, 4, ["tool_calls", "length"])
+
+    from anthropic.types import Message
+
+    message: dict[str, Any] = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5-20251001",
+        "content": [{"type": "text", "text": "One."}, {"type": "text", "text": "Two."}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 20,
+            "output_tokens": 9,
+            "cache_read_input_tokens": 5,
+            "cache_creation_input_tokens": 3,
+        },
+    }
+    sdk_message = Message.model_validate(message)
+    snap = _anthropic_extract.response_snapshot(sdk_message)
+    assert snap == _anthropic_extract.response_snapshot(message)
+    assert snap == (
+        "msg_1",
+        "claude-haiku-4-5-20251001",
+        "assistant",
+        20,
+        9,
+        5,
+        3,
+        None,
+        "end_turn",
+        True,
+        "One.",
+        "Two.",
+    )
+    assert _anthropic_extract._SDK_MODEL_TYPES[Message] is True
+    attrs = _anthropic_extract.response_attributes(sdk_message, True)
+    assert attrs == _anthropic_extract.response_attributes(message, True)
+    assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 28  # input + cache read + cache creation
+    assert json.loads(attrs[sc.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": "One."},
+        {"type": "text", "content": "Two."},
     ]
