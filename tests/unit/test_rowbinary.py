@@ -366,3 +366,28 @@ def test_a_binary_batch_with_a_row_the_store_refuses_is_bisected_and_that_row_qu
     assert q["row"]["input_tokens"] == rows[7]["input_tokens"]  # decoded from RowBinary, typed
     assert ("binary", 0) not in w.inserts and w.inserts[0][0] == "binary"
     assert bw.stats().quarantined_by_table == {"spans": 1}
+
+
+def test_a_store_refusing_to_tell_its_types_gets_json_rows_an_unreachable_one_is_asked_again() -> None:
+    """learn_types: an engine error (no grant on system.columns) settles on JSON rows for good, so a replay
+    of binary spool records is not held up; an unreachable store is not an answer (asked again later)."""
+    from monitor.store.client import StoreError
+
+    class Refusing:
+        database = "llm_monitor"
+
+        def __init__(self, message: str) -> None:
+            self.message = message
+            self.asked = 0
+
+        def query(self, sql: str, parameters: Any = None) -> Any:
+            self.asked += 1
+            raise StoreError(self.message)
+
+    denied = Refusing("Code: 497. DB::Exception: default: Not enough privileges. (ACCESS_DENIED)")
+    w = StoreWriter(denied)  # type: ignore[arg-type]
+    assert w.learn_types() and w.types_learned() and w.encoded_types("spans") is None
+    down = Refusing("HTTPConnectionPool(host='ch', port=8123): Max retries exceeded (Connection refused)")
+    w = StoreWriter(down)  # type: ignore[arg-type]
+    assert not w.learn_types() and not w.types_learned() and w.encoded_types("spans") is None
+    assert not w.learn_types() and down.asked == 2
