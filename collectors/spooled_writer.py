@@ -3,9 +3,10 @@
 Why: DESIGN §3 promises that an acknowledged span is never lost — not when the store is down, not on
 SIGTERM, not after ``kill -9``. So :meth:`SpooledBatchWriter.submit` appends the request's rows to the spool
 and waits for the group commit (one fsync for all concurrent requests) before the 200 goes out. The rows
-are encoded once, there, by the writer (:meth:`~collectors.writer.Writer.encode`: JSON compact rows for the
-store, with the acceptance time as ``ingested_at``); the spool, the memory cache and the insert all carry those
-bytes, and the writer thread only concatenates them. Rows the writer cannot encode (or a writer that takes
+are encoded once, there, by the writer (:meth:`~collectors.writer.Writer.encode`: RowBinary for the table's
+live column types, JSON compact rows until those are known, with the acceptance time as ``ingested_at``);
+the spool, the memory cache and the insert all carry those bytes, and the writer thread only concatenates
+them. Rows the writer cannot encode (or a writer that takes
 row dicts only) are pickled instead and inserted as rows, under their own token.
 
 The in-memory queue is only a cache of the log's tail: while the writer keeps up, it inserts rows straight
