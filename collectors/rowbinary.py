@@ -75,6 +75,24 @@ def parse_type(t: str) -> tuple[int, bool, int] | None:
     return None
 
 
+_HEADERS: dict[tuple[tuple[str, ...], tuple[str, ...]], bytes] = {}
+
+
+def header(columns: Sequence[str], types: Sequence[str]) -> bytes:
+    """The ``RowBinaryWithNamesAndTypes`` header: column count, names, types (length-prefixed strings)."""
+    key = (tuple(columns), tuple(types))
+    h = _HEADERS.get(key)
+    if h is None:
+        out = bytearray()
+        _uvarint(out, len(columns))
+        for x in (*columns, *types):
+            _str(out, x)
+        h = bytes(out)
+        if len(_HEADERS) < 64:
+            _HEADERS[key] = h
+    return h
+
+
 def build_spec(
     columns: Sequence[str], types: Sequence[str], defaults: dict[str, Any], stamp_col: str
 ) -> tuple[ColumnSpec, ...] | None:

@@ -282,7 +282,7 @@ class StoreWriter(Writer):
         else:
             # RowBinaryWithNamesAndTypes: the engine checks the header against the table, so a body laid out
             # for other types (the table altered since learn_types) is refused instead of misread.
-            header = _rowbinary_header(cols or [], types)
+            header = rowbinary.header(cols or [], types)
             try:
                 self.store.insert_raw(
                     table, b"".join((header, *bodies)), "RowBinaryWithNamesAndTypes", settings=settings,
@@ -319,20 +319,6 @@ _JSON_INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_
 _RB_INSERT_SETTINGS: dict[str, Any] = {}
 # ReplacingMergeTree tables whose rows carry their sort key's (trace_id, span_id): see distinct_keys
 _COLLAPSING_TABLES = frozenset({"spans"})
-_HEADERS: dict[tuple[tuple[str, ...], tuple[str, ...]], bytes] = {}
-
-
-def _rowbinary_header(columns: Sequence[str], types: Sequence[str]) -> bytes:
-    """The RowBinaryWithNamesAndTypes header: column count, names, types (each a length-prefixed string)."""
-    key = (tuple(columns), tuple(types))
-    h = _HEADERS.get(key)
-    if h is None:
-        out = bytearray()
-        rowbinary._uvarint(out, len(columns))
-        for x in (*columns, *types):
-            rowbinary._str(out, x)
-        h = _HEADERS[key] = bytes(out)
-    return h
 _COLUMNS: dict[str, list[str]] = {}
 
 

@@ -40,6 +40,7 @@ from monitor.instrumentation._genai import (
     tool_response_part,
 )
 from monitor.instrumentation._openai_extract import given, server_attributes
+from monitor.instrumentation.base import is_sdk_model
 
 __all__ = [
     "Reply",
@@ -317,12 +318,7 @@ def response_snapshot(message: Any) -> tuple[Any, ...]:
     id, model, role, input, output, cache-read, cache-creation and thinking tokens, stop reason, then
     ``True`` and the texts of text-only content, or ``False`` and the content as given (read later).
     """
-    cls = type(message)
-    sdk = _SDK_MODEL_TYPES.get(cls)
-    if sdk is None:
-        sdk = cls.__module__.startswith("anthropic.") and hasattr(cls, "model_fields")
-        if len(_SDK_MODEL_TYPES) < 256:
-            _SDK_MODEL_TYPES[cls] = sdk
+    sdk = is_sdk_model(message, "anthropic", _SDK_MODEL_TYPES)
     if sdk:
         try:
             usage = message.usage

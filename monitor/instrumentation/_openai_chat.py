@@ -13,6 +13,7 @@ from typing import Any
 
 from monitor.instrumentation import _openai_extract as ex  # by module: tests patch its functions
 from monitor.instrumentation._genai import get
+from monitor.instrumentation.base import is_sdk_model
 
 __all__ = ["chat_response_attributes", "chat_response_snapshot", "chat_snapshot_attributes"]
 
@@ -51,13 +52,7 @@ def chat_response_snapshot(response: Any) -> tuple[Any, ...]:
     role, content, refusal, finish_reason and its tool calls as a tuple of ``(id, name, arguments)``
     (none: the shared ``()``).
     """
-    cls = type(response)
-    sdk = _SDK_MODEL_TYPES.get(cls)
-    if sdk is None:
-        sdk = cls.__module__.startswith("openai.") and hasattr(cls, "model_fields")
-        if len(_SDK_MODEL_TYPES) < 256:
-            _SDK_MODEL_TYPES[cls] = sdk
-    if sdk:
+    if is_sdk_model(response, "openai", _SDK_MODEL_TYPES):
         try:
             return _sdk_chat_snapshot(response)
         except AttributeError:  # an SDK model without a field we read: the generic reads below

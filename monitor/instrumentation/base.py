@@ -110,6 +110,18 @@ class Instrumentor(ABC):
                 setattr(parent, attribute, original)
 
 
+def is_sdk_model(obj: Any, package: str, cache: dict[type, bool]) -> bool:
+    """Whether ``obj`` is one of ``package``'s own pydantic models (whose fields may be read directly),
+    cached per type in ``cache`` (bounded: types beyond 256 are just checked again)."""
+    cls = type(obj)
+    sdk = cache.get(cls)
+    if sdk is None:
+        sdk = cls.__module__.startswith(package + ".") and hasattr(cls, "model_fields")
+        if len(cache) < 256:
+            cache[cls] = sdk
+    return sdk
+
+
 def snapshot_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """A wrapper's own keyword-argument dict, made safe to read later on another thread; returns it.
 
