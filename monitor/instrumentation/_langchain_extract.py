@@ -114,14 +114,27 @@ def is_agent(
     return bool(tags and "agent" in tags and "agent" not in parent_tags)
 
 
-def is_agent_step(name: str, metadata: Mapping[str, Any] | None) -> bool:
-    """Whether a chain run is the model node of LangGraph's prebuilt ReAct agent (``create_react_agent``).
+# What LangChain 1.x's ``langchain.agents.create_agent`` stamps on every run of its graph (run metadata is
+# inherited), next to ``lc_agent_name`` when the agent was given a name.
+CREATE_AGENT_INTEGRATION = "langchain_create_agent"
 
-    That node (named ``agent``) runs once per turn of the loop, so it is a step, not the agent: the
-    graph run it belongs to (its parent) is the agent, and the ``tools`` node beside it runs under that.
-    Runs inside the node inherit its metadata, hence the name check.
+
+def is_agent_step(name: str, metadata: Mapping[str, Any] | None) -> bool:
+    """Whether a chain run is the model node of a prebuilt agent graph: LangGraph's ReAct agent
+    (``create_react_agent``, node ``agent``) or LangChain 1.x's ``create_agent`` (node ``model``, its
+    runs marked ``ls_integration: langchain_create_agent``).
+
+    That node runs once per turn of the loop, so it is a step, not the agent: the graph run it belongs
+    to (its parent) is the agent, and the ``tools`` node beside it runs under that. Runs inside the node
+    inherit its metadata, hence the name check; a hand-built graph with a node named ``model`` carries
+    no integration mark and stays a chain. Nested agents work alike: each model node marks its own graph.
     """
-    return bool(metadata) and name == "agent" and get(metadata, "langgraph_node") == "agent"
+    if not metadata:
+        return False
+    node = get(metadata, "langgraph_node")
+    if name == "agent" and node == "agent":
+        return True
+    return name == "model" and node == "model" and get(metadata, "ls_integration") == CREATE_AGENT_INTEGRATION
 
 
 def provider_name(serialized: Mapping[str, Any] | None, metadata: Mapping[str, Any] | None) -> str | None:

@@ -7,8 +7,8 @@ every agent here does one tool call and one final answer: two model calls, one t
 
 Both the OpenAI and the LangChain instrumentors are on (the double-counting case): each model call
 must be exactly one ``llm`` span, the LangChain one, with the wire-exact tokens the fake reported.
-``create_react_agent`` is deprecated in LangGraph 1.x in favour of ``langchain.agents.create_agent``
-(the ``langchain`` package, not installed here) but is still the prebuilt ReAct agent LangGraph ships.
+``create_react_agent`` is deprecated in LangGraph 1.x in favour of LangChain 1.x's
+``langchain.agents.create_agent``; both are tested.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypedDict
 
 import openai
 import pytest
+from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage
 from langchain_core.tools import BaseTool, tool
 from langchain_openai import ChatOpenAI
@@ -522,3 +523,97 @@ def test_state_graph_is_an_agent_when_tagged(
     assert {s.context.trace_id for s in spans} == {spans[-1].context.trace_id}
     for span in spans:
         assert {k: attrs(span).get(k) for k in USER} == USER, span.name
+
+
+# --- LangChain 1.x create_agent ---------------------------------------------------------------------------
+
+
+def create_agent_tree(name: str) -> str:
+    return "\n".join(
+        [
+            f"invoke_agent {name} [agent]",
+            "  invoke_workflow model [chain]",
+            "    chat gpt-4o-mini [llm]",
+            "  invoke_workflow tools [chain]",
+            "    execute_tool lookup_order [tool]",
+            "  invoke_workflow model [chain]",
+            "    chat gpt-4o-mini [llm]",
+        ]
+    )
+
+
+@pytest.mark.parametrize("name", ["support_agent", None])
+@pytest.mark.parametrize("run", ["invoke", "ainvoke"])
+def test_create_agent_is_one_agent_span(
+    rec: SpanRecorder, server: FakeOpenAIServer, name: str | None, run: str
+) -> None:
+    """``create_agent`` names its model node ``model`` and marks its runs ``ls_integration``: its graph run
+    is the agent (named or LangGraph's default name), each model turn a chain step under it, and each
+    model call one ``llm`` span with the wire's tokens."""
+    agent = create_agent(chat(server), [lookup_order], name=name)
+    with monitor.context(user_id="user-7", session_id="sess-9"):
+        if run == "invoke":
+            out = agent.invoke(inputs())
+        else:
+
+            async def main() -> dict[str, Any]:
+                result: dict[str, Any] = await agent.ainvoke(inputs())
+                return result
+
+            out = asyncio.run(main())
+    label = name or "LangGraph"
+    spans = rec.spans()
+    assert tree(spans) == create_agent_tree(label)
+    human, first, tool_msg, last = out["messages"]
+    assert (human.content, tool_msg.content) == (QUESTION, json.dumps(ORDER))
+    assert last.content == final_answer("lookup_order", json.dumps(ORDER))
+    (agent_span,) = kind_of(spans, "agent")
+    assert attrs(agent_span) == {
+        sc.LLM_MONITOR_SPAN_KIND: "agent",
+        sc.GEN_AI_OPERATION_NAME: "invoke_agent",
+        sc.GEN_AI_AGENT_NAME: label,
+        sc.GEN_AI_WORKFLOW_NAME: label,  # started as a chain; attributes cannot be removed
+        sc.LLM_MONITOR_INPUT: j({"messages": [["user", QUESTION]]}),
+        sc.LLM_MONITOR_OUTPUT: j({"messages": [simple(m) for m in out["messages"]]}),
+        **USER,
+    }
+    assert agent_span.parent is None
+    for node in named(spans, "invoke_workflow model") + named(spans, "invoke_workflow tools"):
+        assert parent_id(node) == agent_span.context.span_id
+    for span in kind_of(spans, "llm"):
+        assert ancestors(span, spans) == ["invoke_workflow model", f"invoke_agent {label}"]
+    (tool_span,) = kind_of(spans, "tool")
+    assert attrs(tool_span) == tool_attributes(
+        first.tool_calls[0]["id"], {"order_id": "12345"}, json.dumps(ORDER)
+    )
+    check_model_calls(spans, server, [first, last])
+    assert {s.context.trace_id for s in spans} == {agent_span.context.trace_id}
+    for span in spans:
+        assert {k: attrs(span).get(k) for k in USER} == USER, span.name
+
+
+def test_create_agent_nested_as_a_tool_is_its_own_agent(rec: SpanRecorder, server: FakeOpenAIServer) -> None:
+    """An agent called from a tool of another agent: two agent spans, the inner one under the tool,
+    each with its own model steps (the metadata marks are inherited, the model-node rule is not fooled)."""
+    inner = create_agent(chat(server), [lookup_order], name="order_agent")
+
+    @tool
+    def ask_order_agent(question: str) -> str:
+        """Ask the order agent."""
+        return str(inner.invoke({"messages": [("user", question)]})["messages"][-1].content)
+
+    outer = create_agent(chat(server), [ask_order_agent], name="front_desk")
+    with monitor.context(user_id="user-7", session_id="sess-9"):
+        outer.invoke(inputs())
+    spans = rec.spans()
+    assert [s.name for s in kind_of(spans, "agent")] == [
+        "invoke_agent front_desk",
+        "invoke_agent order_agent",
+    ]
+    (inner_span,) = named(spans, "invoke_agent order_agent")
+    assert ancestors(inner_span, spans) == [
+        "execute_tool ask_order_agent",
+        "invoke_workflow tools",
+        "invoke_agent front_desk",
+    ]
+    assert len(kind_of(spans, "llm")) == len(wire_bodies(server)) == 4
