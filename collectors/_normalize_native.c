@@ -9,15 +9,18 @@
  * display_text, as_str_list. Exceptions propagate like the Python code's would (the pipeline then falls
  * back to the generic mapping, as it does for the reference).
  *
- * No parsing of bytes happens here (orjson/json parse the message strings), so the memory-safety surface
- * is the C API use itself: every container access is bounds-checked through the API, items are held with a
- * new reference while Python callbacks run, and no recursion exists (message parts are flat).
+ * Message JSON of the usual shapes is read and written directly by the "direct lane" (see its section:
+ * a bounds-checked cursor over the str's UTF-8, declining anything unusual); everything else is parsed
+ * by orjson/json. Elsewhere the memory-safety surface is the C API use itself: every container access is
+ * bounds-checked through the API, items are held with a new reference while Python callbacks run.
  * Runs with the GIL held; keeps no state besides the configuration (set once at import).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 /* --- configuration: Python callables, dicts and the attribute keys (from monitor/semconv.py) ----------- */
 static PyObject *py_loads, *py_to_json, *py_display_text, *py_as_str_list; /* callables */
@@ -1147,8 +1150,831 @@ static PyObject *take_messages(PyObject *attrs, PyObject *key, PyObject *legacy_
     return found;
 }
 
+/* --- the direct lane: GenAI message JSON → stored JSON and text, without Python objects ----------------- *
+ *
+ * content() above parses each message attribute into Python objects (orjson), rebuilds them in the stored
+ * shape and writes them out again (orjson): ≈ 40 objects and two JSON passes per LLM span. For the shapes
+ * every current GenAI instrumentation sends (a JSON array of {role, parts[, name][, finish_reason]} whose
+ * parts are text, tool_call or tool_call_response objects; system instructions as text parts) this lane
+ * reads the UTF-8 text once and writes the stored JSON and the analyzers' text directly, byte for byte what
+ * the reference writes (orjson's escaping, key order of the parts it keeps as sent).
+ *
+ * It declines (and touches nothing: content() then runs as before) on anything else: invalid JSON, floats or
+ * 19+-digit integers inside a part kept as sent (their text would be re-formatted by a parse and a dump),
+ * duplicate keys, lone surrogates, other part types, OpenAI-style messages, nesting deeper than 64, non-str
+ * values. The parser is a bounds-checked cursor over the UTF-8 buffer CPython keeps for the str; it never
+ * reads past `end`, and every byte it copies out is either copied from that valid UTF-8 or an escape it
+ * decoded itself (surrogate pairs joined, lone surrogates declined). tests/unit/test_normalize_fast.py
+ * compares it with the reference on the hypothesis-generated shapes; content_lane() counts its use. */
+
+typedef struct {
+    char *b;
+    size_t n, cap;
+} Buf;
+
+static int buf_reserve(Buf *o, size_t extra) {
+    if (o->n + extra <= o->cap) return 0;
+    size_t cap = o->cap ? o->cap : 256;
+    while (cap < o->n + extra) cap *= 2;
+    char *nb = PyMem_Realloc(o->b, cap);
+    if (nb == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->b = nb;
+    o->cap = cap;
+    return 0;
+}
+static inline int buf_put(Buf *o, const char *s, size_t n) {
+    if (buf_reserve(o, n) < 0) return -1;
+    memcpy(o->b + o->n, s, n);
+    o->n += n;
+    return 0;
+}
+static inline int buf_ch(Buf *o, char c) { return buf_put(o, &c, 1); }
+#define BUF_LIT(o, s) buf_put((o), (s), sizeof(s) - 1)
+static void buf_free(Buf *o) {
+    PyMem_Free(o->b);
+    o->b = NULL;
+    o->n = o->cap = 0;
+}
+
+/* results of the lane's steps: OK, DECLINE (leave it to the reference), ERR (a Python exception is set) */
+enum { L_OK = 0, L_DECLINE = 1, L_ERR = -1 };
+#define L_TRY(x)                   \
+    do {                           \
+        int r_ = (x);              \
+        if (r_ != L_OK) return r_; \
+    } while (0)
+#define L_PUT(x)                       \
+    do {                               \
+        if ((x) < 0) return L_ERR;     \
+    } while (0)
+
+typedef struct {
+    const unsigned char *p, *end;
+} Cur;
+
+static inline void ws(Cur *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+static inline int peek(Cur *c) { return c->p < c->end ? *c->p : -1; }
+
+/* after an array item or an object member: ',' → L_MORE (another follows), `close` → L_END (consumed),
+ * anything else declines */
+enum { L_MORE = 2, L_END = 3 };
+static inline int next_or_end(Cur *c, int close) {
+    ws(c);
+    if (peek(c) == ',') {
+        c->p++;
+        return L_MORE;
+    }
+    if (peek(c) == close) {
+        c->p++;
+        return L_END;
+    }
+    return 1; /* L_DECLINE */
+}
+
+static int hex4(Cur *c, unsigned *out) {
+    if (c->end - c->p < 4) return L_DECLINE;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned ch = c->p[i], d;
+        if (ch >= '0' && ch <= '9') d = ch - '0';
+        else if (ch >= 'a' && ch <= 'f') d = ch - 'a' + 10;
+        else if (ch >= 'A' && ch <= 'F') d = ch - 'A' + 10;
+        else return L_DECLINE;
+        v = v * 16 + d;
+    }
+    c->p += 4;
+    *out = v;
+    return L_OK;
+}
+
+static int put_utf8(Buf *o, unsigned cp) {
+    char t[4];
+    size_t n;
+    if (cp < 0x80) { t[0] = (char)cp; n = 1; }
+    else if (cp < 0x800) { t[0] = (char)(0xC0 | (cp >> 6)); t[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
+    else if (cp < 0x10000) {
+        t[0] = (char)(0xE0 | (cp >> 12)); t[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        t[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
+    } else {
+        t[0] = (char)(0xF0 | (cp >> 18)); t[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        t[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); t[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
+    }
+    return buf_put(o, t, n);
+}
+
+/* The first byte in [p, end) that ends a run of plain string bytes ('"', backslash or a control
+ * character), or `end`; eight bytes at a time (a byte test that may only err towards stopping early, after
+ * which the byte loop decides). */
+static inline const unsigned char *scan_plain(const unsigned char *p, const unsigned char *end) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    while (end - p >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+        if ((((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & highs) break;
+        p += 8;
+    }
+    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20) p++;
+    return p;
+}
+
+/* A JSON string at the cursor (which is on its opening quote), decoded to UTF-8 and appended to `out`
+ * (out NULL: validated only). Raw control characters, bad escapes and lone surrogates decline. */
+static int jstr(Cur *c, Buf *out) {
+    if (peek(c) != '"') return L_DECLINE;
+    c->p++;
+    for (;;) {
+        const unsigned char *s = c->p;
+        c->p = scan_plain(c->p, c->end);
+        if (out != NULL && c->p > s) L_PUT(buf_put(out, (const char *)s, (size_t)(c->p - s)));
+        if (c->p >= c->end) return L_DECLINE;
+        unsigned char ch = *c->p;
+        if (ch == '"') {
+            c->p++;
+            return L_OK;
+        }
+        if (ch < 0x20) return L_DECLINE;
+        c->p++; /* backslash */
+        if (c->p >= c->end) return L_DECLINE;
+        ch = *c->p++;
+        char e;
+        switch (ch) {
+        case '"': e = '"'; break;
+        case '\\': e = '\\'; break;
+        case '/': e = '/'; break;
+        case 'b': e = '\b'; break;
+        case 'f': e = '\f'; break;
+        case 'n': e = '\n'; break;
+        case 'r': e = '\r'; break;
+        case 't': e = '\t'; break;
+        case 'u': {
+            unsigned cp;
+            L_TRY(hex4(c, &cp));
+            if (cp >= 0xDC00 && cp <= 0xDFFF) return L_DECLINE;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned lo;
+                if (c->end - c->p < 2 || c->p[0] != '\\' || c->p[1] != 'u') return L_DECLINE;
+                c->p += 2;
+                L_TRY(hex4(c, &lo));
+                if (lo < 0xDC00 || lo > 0xDFFF) return L_DECLINE;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (out != NULL) L_PUT(put_utf8(out, cp));
+            continue;
+        }
+        default: return L_DECLINE;
+        }
+        if (out != NULL) L_PUT(buf_ch(out, e));
+    }
+}
+
+/* s[0:n] (valid UTF-8) as a JSON string literal, escaped as orjson escapes it */
+static int emit_str(Buf *o, const char *s, size_t n) {
+    static const char hexd[] = "0123456789abcdef";
+    if (buf_reserve(o, n + 2) < 0) return -1;
+    o->b[o->n++] = '"';
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && (unsigned char)s[j] >= 0x20 && s[j] != '"' && s[j] != '\\') j++;
+        if (j > i && buf_put(o, s + i, j - i) < 0) return -1;
+        if (j >= n) break;
+        unsigned char ch = (unsigned char)s[j];
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t k = 2;
+        switch (ch) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            esc[1] = 'u'; esc[2] = '0'; esc[3] = '0'; esc[4] = hexd[ch >> 4]; esc[5] = hexd[ch & 15];
+            k = 6;
+        }
+        if (buf_put(o, esc, k) < 0) return -1;
+        i = j + 1;
+    }
+    return buf_ch(o, '"');
+}
+
+/* A string value read for writing: the source bytes themselves when it has no escape (then its JSON
+ * literal is the source's, quotes included), else decoded into `tmp`. */
+typedef struct {
+    const char *s;
+    size_t n;
+    int plain;
+    Buf tmp;
+} Str;
+
+static int jstr_s(Cur *c, Str *out) {
+    out->plain = 0;
+    if (peek(c) != '"') return L_DECLINE;
+    const unsigned char *start = c->p + 1, *stop = scan_plain(start, c->end);
+    if (stop < c->end && *stop == '"') {
+        out->s = (const char *)start;
+        out->n = (size_t)(stop - start);
+        out->plain = 1;
+        c->p = stop + 1;
+        return L_OK;
+    }
+    out->tmp.n = 0;
+    int r = jstr(c, &out->tmp);
+    out->s = out->tmp.b ? out->tmp.b : "";
+    out->n = out->tmp.n;
+    return r;
+}
+
+/* its JSON literal, as orjson writes it */
+static int emit_s(Buf *o, const Str *v) {
+    if (!v->plain) return emit_str(o, v->s, v->n);
+    if (buf_reserve(o, v->n + 2) < 0) return -1;
+    o->b[o->n++] = '"';
+    memcpy(o->b + o->n, v->s, v->n);
+    o->n += v->n;
+    o->b[o->n++] = '"';
+    return 0;
+}
+
+/* A JSON number at the cursor. emit NULL: validated only (any JSON number). Else it must be an integer of
+ * at most 18 digits (what a parse and a dump write back unchanged, "-0" becoming "0"). */
+static int jnum(Cur *c, Buf *emit) {
+    const unsigned char *s = c->p;
+    int neg = 0;
+    if (peek(c) == '-') {
+        neg = 1;
+        c->p++;
+    }
+    const unsigned char *d = c->p;
+    if (peek(c) == '0') c->p++;
+    else if (peek(c) >= '1' && peek(c) <= '9')
+        while (peek(c) >= '0' && peek(c) <= '9') c->p++;
+    else return L_DECLINE;
+    size_t digits = (size_t)(c->p - d);
+    int frac = 0;
+    if (peek(c) == '.') {
+        frac = 1;
+        c->p++;
+        if (!(peek(c) >= '0' && peek(c) <= '9')) return L_DECLINE;
+        while (peek(c) >= '0' && peek(c) <= '9') c->p++;
+    }
+    if (peek(c) == 'e' || peek(c) == 'E') {
+        frac = 1;
+        c->p++;
+        if (peek(c) == '+' || peek(c) == '-') c->p++;
+        if (!(peek(c) >= '0' && peek(c) <= '9')) return L_DECLINE;
+        while (peek(c) >= '0' && peek(c) <= '9') c->p++;
+    }
+    if (emit == NULL) return L_OK;
+    if (frac || digits > 18) return L_DECLINE;
+    if (neg && digits == 1 && *d == '0') s = d; /* -0 → 0 */
+    return buf_put(emit, (const char *)s, (size_t)(c->p - s)) < 0 ? L_ERR : L_OK;
+}
+
+static int lit(Cur *c, const char *word, size_t n, Buf *emit) {
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0) return L_DECLINE;
+    c->p += n;
+    if (emit != NULL && buf_put(emit, word, n) < 0) return L_ERR;
+    return L_OK;
+}
+
+/* whether the decoded key k[0:n] is among the `count` keys stored in `seen` (length-prefixed) */
+static int seen_key(Buf *seen, const char *k, size_t n) {
+    size_t i = 0;
+    while (i < seen->n) {
+        size_t len;
+        memcpy(&len, seen->b + i, sizeof len);
+        i += sizeof len;
+        if (len == n && memcmp(seen->b + i, k, n) == 0) return 1;
+        i += len;
+    }
+    return 0;
+}
+
+/* Any JSON value at the cursor. emit NULL: validated only. Else re-written as a parse and a dump would
+ * write it (compact, keys in order, strings re-escaped); declines what that would change otherwise. */
+static int jval(Cur *c, Buf *emit, int depth) {
+    if (depth > 64) return L_DECLINE;
+    ws(c);
+    int ch = peek(c);
+    if (ch == '"') {
+        if (emit == NULL) return jstr(c, NULL);
+        Str t = {0};
+        int r = jstr_s(c, &t);
+        if (r == L_OK && emit_s(emit, &t) < 0) r = L_ERR;
+        buf_free(&t.tmp);
+        return r;
+    }
+    if (ch == '{') {
+        c->p++;
+        if (emit != NULL) L_PUT(buf_ch(emit, '{'));
+        Buf seen = {0}, key = {0};
+        int r = L_OK, first = 1;
+        ws(c);
+        if (peek(c) == '}') {
+            c->p++;
+            return emit != NULL && buf_ch(emit, '}') < 0 ? L_ERR : L_OK;
+        }
+        for (;;) {
+            ws(c);
+            key.n = 0;
+            if ((r = jstr(c, emit != NULL ? &key : NULL)) != L_OK) break;
+            if (emit != NULL) {
+                const char *kb = key.b ? key.b : "";
+                if (seen_key(&seen, kb, key.n)) {
+                    r = L_DECLINE;
+                    break;
+                }
+                if (buf_put(&seen, (const char *)&key.n, sizeof key.n) < 0 || buf_put(&seen, kb, key.n) < 0 ||
+                    (!first && buf_ch(emit, ',') < 0) || emit_str(emit, kb, key.n) < 0 || buf_ch(emit, ':') < 0) {
+                    r = L_ERR;
+                    break;
+                }
+            }
+            first = 0;
+            ws(c);
+            if (peek(c) != ':') {
+                r = L_DECLINE;
+                break;
+            }
+            c->p++;
+            if ((r = jval(c, emit, depth + 1)) != L_OK) break;
+            if ((r = next_or_end(c, '}')) == L_MORE) continue;
+            if (r == L_END) r = emit != NULL && buf_ch(emit, '}') < 0 ? L_ERR : L_OK;
+            break;
+        }
+        buf_free(&seen);
+        buf_free(&key);
+        return r;
+    }
+    if (ch == '[') {
+        c->p++;
+        if (emit != NULL) L_PUT(buf_ch(emit, '['));
+        ws(c);
+        if (peek(c) == ']') {
+            c->p++;
+            return emit != NULL && buf_ch(emit, ']') < 0 ? L_ERR : L_OK;
+        }
+        for (int first = 1;; first = 0) {
+            if (emit != NULL && !first) L_PUT(buf_ch(emit, ','));
+            L_TRY(jval(c, emit, depth + 1));
+            int r = next_or_end(c, ']');
+            if (r == L_MORE) continue;
+            if (r != L_END) return r;
+            return emit != NULL && buf_ch(emit, ']') < 0 ? L_ERR : L_OK;
+        }
+    }
+    if (ch == 't') return lit(c, "true", 4, emit);
+    if (ch == 'f') return lit(c, "false", 5, emit);
+    if (ch == 'n') return lit(c, "null", 4, emit);
+    if (ch == '-' || (ch >= '0' && ch <= '9')) return jnum(c, emit);
+    return L_DECLINE;
+}
+
+/* What _value_text / part_text write for a value at the cursor: a string as is, null as "", true/false,
+ * an integer's digits, a list or object as compact JSON (display_text → to_json). */
+static int value_text_at(const unsigned char *at, const unsigned char *end, Buf *out) {
+    Cur c = {at, end};
+    ws(&c);
+    int ch = peek(&c);
+    if (ch == '"') return jstr(&c, out);
+    if (ch == 'n') return lit(&c, "null", 4, NULL);
+    return jval(&c, out, 1);
+}
+
+/* --- messages ----------------------------------------------------------------------------------------- */
+
+typedef struct {
+    Buf json;  /* the stored JSON array, without its closing bracket */
+    Buf text;  /* messages_text */
+    Buf finish;
+    int count; /* messages written */
+    int has_finish;
+} Msgs;
+
+static void msgs_free(Msgs *m) {
+    buf_free(&m->json);
+    buf_free(&m->text);
+    buf_free(&m->finish);
+}
+
+/* one message's pieces while its object is read (its keys come in any order) */
+typedef struct {
+    Buf parts;   /* the stored parts, comma-separated */
+    Buf content; /* _content: truthy text contents, "\n"-joined */
+    Buf text;    /* message_text: non-empty part texts, "\n"-joined */
+    int n_parts, n_content, n_text;
+} Parts;
+
+static void parts_free(Parts *p) {
+    buf_free(&p->parts);
+    buf_free(&p->content);
+    buf_free(&p->text);
+}
+
+static int add_text_part(Parts *ps, const Str *v) {
+    const char *s = v->s;
+    size_t n = v->n;
+    if (ps->n_parts++ && buf_ch(&ps->parts, ',') < 0) return L_ERR;
+    if (BUF_LIT(&ps->parts, "{\"type\":\"text\",\"content\":") < 0 || emit_s(&ps->parts, v) < 0 ||
+        buf_ch(&ps->parts, '}') < 0)
+        return L_ERR;
+    if (n) {
+        if ((ps->n_content++ && buf_ch(&ps->content, '\n') < 0) || buf_put(&ps->content, s, n) < 0) return L_ERR;
+        if ((ps->n_text++ && buf_ch(&ps->text, '\n') < 0) || buf_put(&ps->text, s, n) < 0) return L_ERR;
+    }
+    return L_OK;
+}
+
+/* an object member's key at the cursor, decoded into `key`, and its ':' (the cursor then on the value) */
+static int member_key(Cur *c, Buf *key) {
+    ws(c);
+    key->n = 0;
+    L_TRY(jstr(c, key));
+    ws(c);
+    if (peek(c) != ':') return L_DECLINE;
+    c->p++;
+    ws(c);
+    return L_OK;
+}
+
+/* one element of a parts array (messages._part, then its text for message_text) */
+static int one_part(Cur *c, Parts *ps) {
+    ws(c);
+    int ch = peek(c);
+    if (ch == '"') { /* a bare string is a text part */
+        Str v = {0};
+        int r = jstr_s(c, &v);
+        if (r == L_OK) r = add_text_part(ps, &v);
+        buf_free(&v.tmp);
+        return r;
+    }
+    if (ch != '{') return jval(c, NULL, 1); /* skipped by _part (None), but must be valid */
+    /* first pass: where the keys that decide the part's meaning are */
+    const unsigned char *start = c->p, *at_type = NULL, *at_content = NULL, *at_text = NULL, *at_name = NULL,
+                        *at_args = NULL, *at_response = NULL, *at_result = NULL;
+    c->p++;
+    ws(c);
+    if (peek(c) == '}') {
+        c->p++;
+        return L_DECLINE; /* {} has no type: the reference's other branches */
+    }
+    Buf key = {0};
+    int r = L_OK;
+    for (;;) {
+        if ((r = member_key(c, &key)) != L_OK) break;
+        const unsigned char **slot = NULL;
+#define KEY_IS(lit_) (key.n == sizeof(lit_) - 1 && memcmp(key.b, lit_, key.n) == 0)
+        if (KEY_IS("type")) slot = &at_type;
+        else if (KEY_IS("content")) slot = &at_content;
+        else if (KEY_IS("text")) slot = &at_text;
+        else if (KEY_IS("name")) slot = &at_name;
+        else if (KEY_IS("arguments")) slot = &at_args;
+        else if (KEY_IS("response")) slot = &at_response;
+        else if (KEY_IS("result")) slot = &at_result;
+#undef KEY_IS
+        if (slot != NULL) {
+            if (*slot != NULL) {
+                r = L_DECLINE; /* a repeated key: the last one wins in a dict, keep it simple */
+                break;
+            }
+            *slot = c->p;
+        }
+        if ((r = jval(c, NULL, 2)) != L_OK) break;
+        if ((r = next_or_end(c, '}')) == L_MORE) continue;
+        if (r == L_END) r = L_OK;
+        break;
+    }
+    buf_free(&key);
+    if (r != L_OK) return r;
+    const unsigned char *after = c->p;
+    if (at_type == NULL || *at_type != '"') return L_DECLINE;
+    Buf t = {0};
+    Cur tc = {at_type, c->end};
+    if ((r = jstr(&tc, &t)) != L_OK) {
+        buf_free(&t);
+        return r;
+    }
+#define TYPE_IS(lit_) (t.n == sizeof(lit_) - 1 && memcmp(t.b, lit_, t.n) == 0)
+    int is_text = TYPE_IS("text"), is_call = TYPE_IS("tool_call"), is_resp = TYPE_IS("tool_call_response");
+#undef TYPE_IS
+    buf_free(&t);
+    if (is_text) {
+        const unsigned char *src = at_content;
+        if (src != NULL && *src == 'n') src = NULL; /* "content": null → the "text" key, as p.get() does */
+        if (src == NULL) src = at_text;
+        if (src == NULL || *src != '"') return L_DECLINE;
+        Str v = {0};
+        Cur sc_ = {src, c->end};
+        r = jstr_s(&sc_, &v);
+        if (r == L_OK) r = add_text_part(ps, &v);
+        buf_free(&v.tmp);
+        return r;
+    }
+    if (!is_call && !(is_resp && (at_response != NULL || at_result == NULL))) return L_DECLINE;
+    /* kept as sent: the object re-written as a parse and a dump would, then its text */
+    if (ps->n_parts++ && buf_ch(&ps->parts, ',') < 0) return L_ERR;
+    Cur whole = {start, after};
+    L_TRY(jval(&whole, &ps->parts, 1));
+    Buf line = {0};
+    if (is_call) {
+        r = BUF_LIT(&line, "[tool_call] ") < 0 ? L_ERR : L_OK;
+        if (r == L_OK && at_name != NULL && *at_name != 'n') {
+            if (*at_name != '"') r = L_DECLINE; /* a name of another type: f-string formatting, not ours */
+            else {
+                Cur nc = {at_name, c->end};
+                r = jstr(&nc, &line);
+            }
+        }
+        if (r == L_OK && buf_ch(&line, '(') < 0) r = L_ERR;
+        if (r == L_OK && at_args != NULL) r = value_text_at(at_args, c->end, &line);
+        if (r == L_OK && buf_ch(&line, ')') < 0) r = L_ERR;
+    } else {
+        r = BUF_LIT(&line, "[tool_result] ") < 0 ? L_ERR : L_OK;
+        if (r == L_OK && at_response != NULL) r = value_text_at(at_response, c->end, &line);
+    }
+    if (r == L_OK && ((ps->n_text++ && buf_ch(&ps->text, '\n') < 0) || buf_put(&ps->text, line.b, line.n) < 0))
+        r = L_ERR;
+    buf_free(&line);
+    return r;
+}
+
+/* the items of the array at the cursor (on its '['), each read by `fn` */
+typedef int (*ItemFn)(Cur *c, void *arg);
+static int each_item(Cur *c, ItemFn fn, void *arg) {
+    c->p++;
+    ws(c);
+    if (peek(c) == ']') {
+        c->p++;
+        return L_OK;
+    }
+    for (;;) {
+        ws(c);
+        L_TRY(fn(c, arg));
+        int r = next_or_end(c, ']');
+        if (r == L_END) return L_OK;
+        if (r != L_MORE) return r;
+    }
+}
+
+/* a whole attribute value: one object (read by `one`) or an array of items (read by `item`), then only
+ * whitespace */
+static int whole_value(const unsigned char *s, size_t n, ItemFn one, ItemFn item, void *arg) {
+    Cur c = {s, s + n};
+    L_TRY(peek(&c) == '{' ? one(&c, arg) : each_item(&c, item, arg));
+    ws(&c);
+    return c.p == c.end ? L_OK : L_DECLINE;
+}
+
+static int part_item(Cur *c, void *ps) { return one_part(c, (Parts *)ps); }
+
+/* a message's text into the list's text ("\n\n" between non-empty ones) */
+static int add_message_text(Msgs *out, const char *s, size_t n) {
+    if (!n) return L_OK;
+    if (out->text.n && BUF_LIT(&out->text, "\n\n") < 0) return L_ERR;
+    return buf_put(&out->text, s, n) < 0 ? L_ERR : L_OK;
+}
+
+/* {"role":…,"content":…,"parts":[…](,"name":…)(,"finish_reason":…)} from the pieces */
+static int write_message(Msgs *out, const char *role, size_t role_n, Parts *ps, Buf *name, Buf *finish) {
+    Buf *o = &out->json;
+    if (buf_ch(o, out->count++ ? ',' : '[') < 0) return L_ERR;
+    if (BUF_LIT(o, "{\"role\":") < 0 || emit_str(o, role, role_n) < 0 || BUF_LIT(o, ",\"content\":") < 0 ||
+        emit_str(o, ps->content.b ? ps->content.b : "", ps->content.n) < 0 || BUF_LIT(o, ",\"parts\":[") < 0 ||
+        buf_put(o, ps->parts.b ? ps->parts.b : "", ps->parts.n) < 0 || buf_ch(o, ']') < 0)
+        return L_ERR;
+    if (name != NULL && name->n &&
+        (BUF_LIT(o, ",\"name\":") < 0 || emit_str(o, name->b, name->n) < 0))
+        return L_ERR;
+    if (finish != NULL && finish->n) {
+        if (BUF_LIT(o, ",\"finish_reason\":") < 0 || emit_str(o, finish->b, finish->n) < 0) return L_ERR;
+        if (!out->has_finish) {
+            out->has_finish = 1;
+            if (buf_put(&out->finish, finish->b, finish->n) < 0) return L_ERR;
+        }
+    }
+    if (buf_ch(o, '}') < 0) return L_ERR;
+    return add_message_text(out, ps->text.b ? ps->text.b : "", ps->text.n);
+}
+
+/* a str value of a message key at the cursor: 1 → decoded into `into` (when non-empty counts), 0 → not a
+ * str (the reference then ignores it), or a decline/error */
+static int str_or_other(Cur *c, Buf *into, int *is_str) {
+    ws(c);
+    *is_str = peek(c) == '"';
+    return *is_str ? jstr(c, into) : jval(c, NULL, 2);
+}
+
+/* messages._message for the object at the cursor */
+static int one_message(Cur *c, Msgs *out, const char *default_role) {
+    Parts ps = {0};
+    Buf key = {0}, role = {0}, name = {0}, finish = {0};
+    int r = L_OK, have_role = 0, have_parts = 0, have_name = 0, have_finish = 0, is_str;
+    c->p++; /* '{' */
+    ws(c);
+    if (peek(c) == '}') {
+        c->p++;
+        r = L_DECLINE; /* no parts list: the OpenAI-style branch */
+        goto done;
+    }
+    for (;;) {
+        if ((r = member_key(c, &key)) != L_OK) break;
+#define KEY_IS(lit_) (key.n == sizeof(lit_) - 1 && memcmp(key.b, lit_, key.n) == 0)
+        if (KEY_IS("role")) {
+            if (have_role++) r = L_DECLINE;
+            else {
+                r = str_or_other(c, &role, &is_str);
+            }
+        } else if (KEY_IS("parts")) {
+            if (have_parts++ || peek(c) != '[') r = L_DECLINE; /* not a list: the OpenAI-style branch */
+            else r = each_item(c, part_item, &ps);
+        } else if (KEY_IS("name")) {
+            r = have_name++ ? L_DECLINE : str_or_other(c, &name, &is_str);
+        } else if (KEY_IS("finish_reason")) {
+            r = have_finish++ ? L_DECLINE : str_or_other(c, &finish, &is_str);
+        } else {
+            r = jval(c, NULL, 2);
+        }
+#undef KEY_IS
+        if (r != L_OK) break;
+        if ((r = next_or_end(c, '}')) == L_MORE) continue;
+        if (r == L_END) r = L_OK;
+        break;
+    }
+    if (r == L_OK && !have_parts) r = L_DECLINE;
+    if (r == L_OK) {
+        const char *rb = role.n ? role.b : default_role;
+        size_t rn = role.n ? role.n : strlen(default_role);
+        r = write_message(out, rb, rn, &ps, &name, &finish);
+    }
+done:
+    parts_free(&ps);
+    buf_free(&key);
+    buf_free(&role);
+    buf_free(&name);
+    buf_free(&finish);
+    return r;
+}
+
+/* messages._text_message for a bare string element */
+static int text_message_at(Cur *c, Msgs *out, const char *default_role) {
+    Str v = {0};
+    Parts ps = {0};
+    int r = jstr_s(c, &v);
+    if (r == L_OK) {
+        /* _text_message: content is the text itself, even "" (add_text_part skips empty contents) */
+        r = add_text_part(&ps, &v);
+        if (r == L_OK) r = write_message(out, default_role, strlen(default_role), &ps, NULL, NULL);
+    }
+    buf_free(&v.tmp);
+    parts_free(&ps);
+    return r;
+}
+
+typedef struct {
+    Msgs *out;
+    const char *role;
+} MsgCtx;
+
+static int message_obj(Cur *c, void *ctx) {
+    MsgCtx *m = ctx;
+    return one_message(c, m->out, m->role);
+}
+
+/* an element of a messages array: a message, a bare string (a text message), or skipped (_message: None) */
+static int message_item(Cur *c, void *ctx) {
+    MsgCtx *m = ctx;
+    int ch = peek(c);
+    if (ch == '{') return one_message(c, m->out, m->role);
+    if (ch == '"') return text_message_at(c, m->out, m->role);
+    return jval(c, NULL, 1);
+}
+
+/* messages.parse_messages for a str value that starts with '[' or '{' */
+static int parse_messages_lane(const unsigned char *s, size_t n, const char *default_role, Msgs *out) {
+    MsgCtx ctx = {out, default_role};
+    return whole_value(s, n, message_obj, message_item, &ctx);
+}
+
+/* messages.parse_parts for a str value that starts with '[' or '{' */
+static int parse_parts_lane(const unsigned char *s, size_t n, Parts *ps) {
+    return whole_value(s, n, part_item, part_item, ps);
+}
+
+static Py_ssize_t lane_hits = 0, lane_declines = 0;
+
+/* attrs[key] as UTF-8 when it is a str starting with '[' or '{': 1; absent: 0; anything else: decline (2) */
+static int json_attr(PyObject *attrs, PyObject *key, const char **s, Py_ssize_t *n) {
+    PyObject *v = dget(attrs, key);
+    if (v == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (!PyUnicode_CheckExact(v)) return 2;
+    *s = PyUnicode_AsUTF8AndSize(v, n);
+    if (*s == NULL) {
+        PyErr_Clear(); /* a lone surrogate: the reference decides */
+        return 2;
+    }
+    return (*n > 0 && ((*s)[0] == '[' || (*s)[0] == '{')) ? 1 : 2;
+}
+
+static PyObject *buf_str(Buf *b) { return PyUnicode_DecodeUTF8(b->b ? b->b : "", (Py_ssize_t)b->n, "strict"); }
+
+/* content() through the lane: 1 handled (*finish set, a new reference), 0 declined (nothing changed), -1 error */
+static int content_lane(PyObject *attrs, PyObject *row, PyObject **finish) {
+    const char *sys_s = NULL, *in_s = NULL, *out_s = NULL;
+    Py_ssize_t sys_n = 0, in_n = 0, out_n = 0;
+    int has_sys = json_attr(attrs, keys[K_SYSTEM_INSTRUCTIONS], &sys_s, &sys_n);
+    int has_in = json_attr(attrs, keys[K_IN_MESSAGES], &in_s, &in_n);
+    int has_out = json_attr(attrs, keys[K_OUT_MESSAGES], &out_s, &out_n);
+    if (has_sys < 0 || has_in < 0 || has_out < 0) return -1;
+    if (!has_sys && !has_in && !has_out) return 0; /* no messages at all: nothing to count */
+    if (has_sys == 2 || has_in == 2 || has_out == 2 || (has_in | has_out) == 0) goto decline;
+    /* without the current key the reference reads the legacy one: leave that to it */
+    if (!has_in) {
+        int legacy = PyDict_Contains(attrs, keys[K_PROMPT]);
+        if (legacy < 0) return -1;
+        if (legacy) goto decline;
+    }
+    if (!has_out) {
+        int legacy = PyDict_Contains(attrs, keys[K_COMPLETION]);
+        if (legacy < 0) return -1;
+        if (legacy) goto decline;
+    }
+    Msgs in = {0}, out = {0};
+    Parts sys = {0};
+    int r = L_OK;
+    if (has_sys) r = parse_parts_lane((const unsigned char *)sys_s, (size_t)sys_n, &sys);
+    if (r == L_OK && has_sys && !sys.n_parts) r = L_DECLINE; /* empty: the attribute is kept; rare */
+    if (r == L_OK && has_sys) {
+        Buf none = {0};
+        r = write_message(&in, "system", 6, &sys, &none, &none);
+    }
+    if (r == L_OK && has_in) r = parse_messages_lane((const unsigned char *)in_s, (size_t)in_n, "user", &in);
+    if (r == L_OK && has_out)
+        r = parse_messages_lane((const unsigned char *)out_s, (size_t)out_n, "assistant", &out);
+    PyObject *in_json = NULL, *in_text = NULL, *out_json = NULL, *out_text = NULL, *fin = NULL;
+    if (r == L_OK && in.count) {
+        if (buf_ch(&in.json, ']') < 0) r = L_ERR;
+        else if ((in_json = buf_str(&in.json)) == NULL || (in_text = buf_str(&in.text)) == NULL) r = L_ERR;
+    }
+    if (r == L_OK && out.count) {
+        if (buf_ch(&out.json, ']') < 0) r = L_ERR;
+        else if ((out_json = buf_str(&out.json)) == NULL || (out_text = buf_str(&out.text)) == NULL) r = L_ERR;
+    }
+    if (r == L_OK) {
+        fin = out.has_finish ? buf_str(&out.finish) : Py_NewRef(S_empty);
+        if (fin == NULL) r = L_ERR;
+    }
+    if (r == L_OK) {
+        if ((has_sys && PyDict_DelItem(attrs, keys[K_SYSTEM_INSTRUCTIONS]) < 0) ||
+            (has_in && PyDict_DelItem(attrs, keys[K_IN_MESSAGES]) < 0) ||
+            (has_out && PyDict_DelItem(attrs, keys[K_OUT_MESSAGES]) < 0))
+            r = L_ERR;
+    }
+    if (r == L_OK && in_json != NULL) {
+        if (PyDict_SetItem(row, C_input_messages, in_json) < 0 || PyDict_SetItem(row, C_input_text, in_text) < 0)
+            r = L_ERR;
+    }
+    if (r == L_OK && out_json != NULL) {
+        if (PyDict_SetItem(row, C_output_messages, out_json) < 0 ||
+            PyDict_SetItem(row, C_output_text, out_text) < 0)
+            r = L_ERR;
+    }
+    Py_XDECREF(in_json);
+    Py_XDECREF(in_text);
+    Py_XDECREF(out_json);
+    Py_XDECREF(out_text);
+    msgs_free(&in);
+    msgs_free(&out);
+    parts_free(&sys);
+    if (r == L_OK) {
+        *finish = fin;
+        lane_hits++;
+        return 1;
+    }
+    Py_XDECREF(fin);
+    if (r == L_ERR) return -1;
+decline:
+    lane_declines++;
+    return 0;
+}
+
+static int lane_on = 1;
+
 /* otel_genai._content: returns the finish reason found in the output messages ("" if none) */
 static PyObject *content(PyObject *attrs, PyObject *row) {
+    if (lane_on && fast_dumps != NULL) { /* the lane mirrors orjson's output: only where orjson writes */
+        PyObject *fin = NULL;
+        int r = content_lane(attrs, row, &fin);
+        if (r > 0) return fin;
+        if (r < 0) return NULL;
+    }
     PyObject *system_parts = NULL, *inputs = NULL, *input_list = NULL, *outputs = NULL, *out = NULL;
     PyObject *raw_system = dget(attrs, keys[K_SYSTEM_INSTRUCTIONS]);
     if (raw_system == NULL && PyErr_Occurred()) return NULL;
@@ -1884,6 +2710,14 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_content_lane(PyObject *self, PyObject *args) {
+    (void)self;
+    int enable = -1;
+    if (!PyArg_ParseTuple(args, "|p", &enable)) return NULL;
+    if (enable >= 0) lane_on = enable;
+    return Py_BuildValue("(Onn)", lane_on ? Py_True : Py_False, lane_hits, lane_declines);
+}
+
 static PyMethodDef methods[] = {
     {"apply_genai_core", apply_genai_core, METH_VARARGS,
      "apply_genai_core(attrs, row, kind): otel_genai.apply_genai up to finish_reason, in place."},
@@ -1897,6 +2731,8 @@ static PyMethodDef methods[] = {
      "stringify, genai_cls, content_events, tool_io)."},
     {"configure", configure, METH_VARARGS,
      "configure(loads, to_json, display_text, as_str_list, operation_kinds, provider_aliases, keys)."},
+    {"content_lane", py_content_lane, METH_VARARGS,
+     "content_lane([enable]) -> (on, spans written by the direct message lane, spans it declined)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -450,3 +450,223 @@ def test_native_entry_points_refuse_bad_arguments():
     # a row without the columns the mapping reads: the same KeyError as the reference
     core = outcome(NATIVE.apply_genai_core, {sc.GEN_AI_CONVERSATION_ID: "c"}, {}, "")
     assert core == outcome(otel_genai.apply_genai_core, {sc.GEN_AI_CONVERSATION_ID: "c"}, {}, "")
+
+
+# --- the direct message lane -------------------------------------------------------------------------------
+
+
+def lane_both(attrs: dict[str, Any]) -> str:
+    """core_both on an LLM span, and which way the native path took: ``"lane"`` or ``"declined"``."""
+    _, h0, d0 = NATIVE.content_lane()
+    core_both(attrs, "llm")
+    _, h1, d1 = NATIVE.content_lane()
+    assert (h1 - h0, d1 - d0) in ((1, 0), (0, 1))
+    return "lane" if h1 > h0 else "declined"
+
+
+def msgs(*items: Any) -> str:
+    return json.dumps(list(items))
+
+
+TEXT = {"type": "text", "content": "Hello"}
+CALL = {
+    "type": "tool_call",
+    "id": "c1",
+    "name": "lookup",
+    "arguments": {"order": "A1", "n": [1, -2, True, None]},
+}
+IN, OUT, SYS = sc.GEN_AI_INPUT_MESSAGES, sc.GEN_AI_OUTPUT_MESSAGES, sc.GEN_AI_SYSTEM_INSTRUCTIONS
+
+LANE_CASES: list[dict[str, Any]] = [
+    {  # the usual call: system, user, assistant with a tool call and a finish reason
+        SYS: json.dumps([{"type": "text", "content": "Be brief."}]),
+        IN: msgs({"role": "user", "parts": [TEXT]}),
+        OUT: msgs({"role": "assistant", "parts": [TEXT, CALL], "finish_reason": "tool_calls"}),
+    },
+    {  # every escape JSON has, raw UTF-8, emoji, keys in another order, whitespace everywhere
+        IN: '[ { "parts" : [ { "content" : "a\\"b\\\\c\\/d\\n\\t\\r\\b\\f\\u00e9\\ud83d\\ude00\\u0001\\u001f" ,'
+        ' "type" : "text" } ] , "role" : "user" } ] \n',
+        OUT: json.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": "grüße 😀 \u2028 \x7f"}]}],
+            ensure_ascii=False,
+        ),
+    },
+    {
+        IN: msgs(
+            "bare string",
+            {
+                "role": "user",
+                "parts": ["a", {"type": "text", "text": "b"}, {"type": "text", "content": None, "text": "c"}],
+            },
+        )
+    },
+    {IN: msgs(1, None, [2], {"role": "user", "parts": [3, None, [4], {"type": "text", "content": "x"}]})},
+    {OUT: json.dumps({"role": "assistant", "parts": [TEXT], "finish_reason": "length", "name": "bot"})},
+    {
+        IN: msgs(
+            {"role": 7, "parts": [TEXT]}, {"role": "", "parts": [TEXT], "name": 5, "finish_reason": ["x"]}
+        )
+    },
+    {  # keys the mapping ignores may hold anything valid, floats and big integers included
+        IN: '[{"role":"user","parts":[{"type":"text","content":"x","meta":{"a":1.5,"a":2,"b":1e999}}],'
+        '"extra":{"k":123456789012345678901234567890,"k":-0.0}}]'
+    },
+    {
+        OUT: msgs(
+            {
+                "role": "assistant",
+                "parts": [
+                    {"type": "tool_call", "name": "f", "arguments": '{"as": "a string"}'},
+                    {"type": "tool_call", "name": None, "arguments": {"z": {"y": [[], {}, -0, 0, 10**17]}}},
+                    {"type": "tool_call", "id": "x"},
+                    {"arguments": [True, False], "type": "tool_call", "name": ""},
+                    {"type": "tool_call_response", "id": "c1", "response": {"ok": True, "eta": 3}},
+                    {"type": "tool_call_response", "response": "plain"},
+                    {"type": "tool_call_response", "id": "c2"},
+                ],
+            }
+        )
+        .replace('"z"', '"z" ')
+        .replace("[[], {}, 0, 0,", "[[], {}, -0, 0,")
+    },
+    {IN: "[]", OUT: msgs({"role": "assistant", "parts": []})},
+    {OUT: msgs({"role": "assistant", "parts": [{"type": "text", "content": ""}, TEXT, TEXT]})},
+    {
+        SYS: json.dumps({"type": "text", "content": "only a system part"}),
+        OUT: msgs({"role": "a", "parts": [TEXT]}),
+    },
+    {
+        IN: msgs({"role": "user", "parts": [TEXT]}),
+        OUT: msgs({"role": "assistant", "parts": [TEXT]}),
+        "gen_ai.prompt": "legacy, unused: the current key is there",
+    },
+]
+LANE_DECLINED: list[dict[str, Any]] = [
+    {
+        OUT: msgs(
+            {"role": "assistant", "parts": [{"type": "tool_call", "name": "f", "arguments": {"x": 1.5}}]}
+        )
+    },
+    {OUT: msgs({"role": "assistant", "parts": [{"type": "tool_call", "name": "f", "arguments": 10**18}]})},
+    {OUT: '[{"role":"assistant","parts":[{"type":"tool_call","name":"f","arguments":{"a":1,"a":2}}]}]'},
+    {IN: '[{"role":"user","parts":[{"type":"text","content":"\\ud800"}]}]'},
+    {IN: '[{"role":"user","parts":[{"type":"text","content":"raw\ttab"}]}]'},
+    {IN: msgs({"role": "user", "parts": [TEXT]}) + " x"},
+    {IN: '[{"role":"user","parts":[{"type":"text","content":"x"}]'},
+    {OUT: msgs({"role": "assistant", "parts": [{"type": "reasoning", "content": "hm"}]})},
+    {IN: msgs({"role": "user", "content": "OpenAI style"})},
+    {IN: msgs({"role": "user", "parts": [TEXT], "role ": "x", "parts ": 1}).replace('"role "', '"role"')},
+    {IN: msgs({})},
+    {OUT: msgs({"role": "tool", "parts": [{"type": "tool_call_response", "result": "old spelling"}]})},
+    {IN: msgs({"role": "user", "parts": [{"type": "text", "content": 42}]})},
+    {OUT: msgs({"role": "assistant", "parts": [{"type": "tool_call", "name": 5}]})},
+    {OUT: msgs({"role": "assistant", "parts": [TEXT]}), "gen_ai.prompt": "legacy prompt"},
+    {SYS: "[]", IN: msgs({"role": "user", "parts": [TEXT]})},
+    {SYS: "plain text instructions", IN: msgs({"role": "user", "parts": [TEXT]})},
+    {
+        OUT: msgs(
+            {
+                "role": "assistant",
+                "parts": [{"type": "tool_call", "arguments": json.loads("[" * 70 + "]" * 70)}],
+            }
+        )
+    },
+    {IN: [{"role": "user", "parts": [TEXT]}]},  # structured (an AnyValue array), not a JSON string
+    {IN: "", OUT: msgs({"role": "assistant", "parts": [TEXT]})},
+]
+
+
+@pytest.mark.parametrize("attrs", LANE_CASES, ids=[f"lane{i}" for i in range(len(LANE_CASES))])
+def test_direct_lane_writes_what_the_reference_writes(attrs):
+    assert lane_both(attrs) == "lane"
+
+
+@pytest.mark.parametrize("attrs", LANE_DECLINED, ids=[f"declined{i}" for i in range(len(LANE_DECLINED))])
+def test_direct_lane_declines_what_a_parse_and_dump_would_change(attrs):
+    assert lane_both(attrs) == "declined"
+
+
+def test_direct_lane_takes_the_workload_and_can_be_switched_off():
+    spans = workload_spans(500)
+    _, h0, d0 = NATIVE.content_lane()
+    on = [normalize_spans(s, now_ns=1) for s in spans]
+    on_state, h1, d1 = NATIVE.content_lane()
+    assert on_state is True
+    assert (h1 - h0, d1 - d0) == (300, 0)  # every chat span (3 of 5); spans without messages are not counted
+    assert NATIVE.content_lane(False)[0] is False
+    try:
+        off = [normalize_spans(s, now_ns=1) for s in spans]
+        assert NATIVE.content_lane()[1:] == (h1, d1)
+    finally:
+        NATIVE.content_lane(True)
+    assert [canon(r) for r in on] == [canon(r) for r in off]
+
+
+lane_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)  # no lone surrogates
+lane_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(10**18) + 1, 10**18 - 1), lane_text),
+    lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(lane_text, c, max_size=3)),
+    max_leaves=8,
+)
+lane_part = st.one_of(
+    lane_text,
+    st.fixed_dictionaries({"type": st.just("text"), "content": lane_text}),
+    st.fixed_dictionaries(
+        {"type": st.just("tool_call")},
+        optional={"id": lane_text, "name": st.one_of(st.none(), lane_text), "arguments": lane_json},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("tool_call_response")}, optional={"id": lane_text, "response": lane_json}
+    ),
+)
+lane_message = st.one_of(
+    lane_text,
+    st.fixed_dictionaries(
+        {"parts": st.lists(lane_part, max_size=4)},
+        optional={
+            "role": st.one_of(st.sampled_from(["user", "assistant", "tool"]), lane_text, lane_json),
+            "name": st.one_of(lane_text, lane_json),
+            "finish_reason": st.one_of(lane_text, lane_json),
+            "other": lane_json,
+        },
+    ),
+)
+
+
+@st.composite
+def lane_value(draw: st.DrawFn, item: Any) -> str:
+    """Messages (or parts) in the lane's grammar, written the ways JSON writers write them."""
+    value = (
+        draw(st.lists(item, max_size=4))
+        if draw(st.integers(0, 4))
+        else draw(item.filter(lambda v: isinstance(v, dict)))
+    )
+    if isinstance(value, dict):  # keys in any order
+        keys = draw(st.permutations(list(value)))
+        value = {k: value[k] for k in keys}
+    style = draw(st.sampled_from(["compact", "spaced", "indented", "ascii"]))
+    if style == "compact":
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if style == "spaced":
+        return json.dumps(value, ensure_ascii=False)
+    if style == "indented":
+        return json.dumps(value, ensure_ascii=False, indent=1)
+    return json.dumps(value)  # \uXXXX escapes, surrogate pairs for astral characters
+
+
+@FUZZ
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            SYS: lane_value(st.one_of(lane_text, lane_part.filter(lambda p: isinstance(p, dict)))).filter(
+                lambda v: json.loads(v) not in ([], "")
+            ),
+            IN: lane_value(lane_message),
+            OUT: lane_value(lane_message),
+        },
+    ).filter(lambda a: IN in a or OUT in a)
+)
+def test_direct_lane_on_generated_messages(attrs):
+    """Everything in the lane's grammar is taken by the lane (not declined) and matches the reference."""
+    assert lane_both(attrs) == "lane"
