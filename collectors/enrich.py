@@ -71,6 +71,18 @@ class _Entry:
         self.content: lg.SpanContent | None = None
 
 
+def _marker(content: lg.SpanContent | None = None) -> _Entry:
+    """An entry without a row: late content for its span is redundant (counted, not buffered as lost)."""
+    e = _Entry.__new__(_Entry)
+    e.row, e.content = None, content
+    e.own_user = e.own_session = ""
+    e.has_input = e.has_output = e.has_finish = False
+    return e
+
+
+_MARKER = _marker()  # shared, never changed: nothing is set on an entry whose row is None
+
+
 class _Trace:
     __slots__ = ("session", "session_root", "user", "user_root", "waiting")
 
@@ -166,28 +178,33 @@ class Enricher:
                 if tid == INVALID_TRACE_ID:
                     tid = ""
                 key = (tid, r["span_id"])
-                entry = _Entry(r)
+                own_user, own_session = r["user_id"], r["session_id"]
+                entry: _Entry | None = None
+                held = pending.pop(key, None) if pending else None
+                if held is not None:  # content that came first: applied before the row is queued
+                    entry = _Entry(r)
+                    entry.content = held[1]
+                    held[1].apply(r, entry.has_input, entry.has_output, entry.has_finish)
+                    self._c["log_records_matched_early"] += held[1].records
                 known = traces.get(tid) if tid else None
                 if known is not None:
-                    r["user_id"] = r["user_id"] or known.user
-                    r["session_id"] = r["session_id"] or known.session
-                if pending:
-                    held = pending.pop(key, None)
-                    if held is not None:
-                        entry.content = held[1]
-                        held[1].apply(r, entry.has_input, entry.has_output, entry.has_finish)
-                        self._c["log_records_matched_early"] += held[1].records
+                    r["user_id"] = own_user or known.user
+                    r["session_id"] = own_session or known.session
                 # Waits for the trace's user/session unless it has its own, or the trace's is final: set by
                 # the root span, which always wins (the usual case, root and children in one request).
                 waits = bool(tid) and (
-                    (not entry.own_user and not (known is not None and known.user_root))
-                    or (not entry.own_session and not (known is not None and known.session_root))
+                    (not own_user and not (known is not None and known.user_root))
+                    or (not own_session and not (known is not None and known.session_root))
                 )
-                may_get_content = r["kind"] == "llm" and not (entry.has_input and entry.has_output)
-                if not (waits or may_get_content or entry.content or r["kind"] != "other"):
-                    continue
-                if not (waits or may_get_content or entry.content):
-                    entry.row = None  # a marker: late content for it is redundant, not lost
+                kind = r["kind"]
+                if entry is None:
+                    may_get_content = kind == "llm" and not (r["input_messages"] and r["output_messages"])
+                    if not (waits or may_get_content):
+                        if kind != "other":  # late content for it is redundant, not lost: remember that
+                            self._remember_marker(key)
+                        continue
+                    entry = _Entry(r)
+                entry.own_user, entry.own_session = own_user, own_session
                 self._remember(key, entry)
                 if waits:
                     tr = known if known is not None else self._trace(tid)
@@ -296,6 +313,16 @@ class Enricher:
             if entry.row is not None:
                 entry.content.apply(entry.row, entry.has_input, entry.has_output, entry.has_finish)
         spans[key] = entry
+        if len(spans) > self.max_spans:
+            spans.popitem(last=False)
+            self._c["spans_evicted"] += 1
+
+    def _remember_marker(self, key: Key) -> None:
+        """:meth:`_remember` for a span whose row is not kept (one shared marker entry, nothing allocated)."""
+        spans = self._spans
+        old = spans.pop(key, None)
+        # a re-sent span keeps the content already joined to it
+        spans[key] = _MARKER if old is None or old.content is None else _marker(old.content)
         if len(spans) > self.max_spans:
             spans.popitem(last=False)
             self._c["spans_evicted"] += 1

@@ -277,16 +277,14 @@ class StoreWriter(Writer):
             settings["optimize_on_insert"] = 0
         cols = _columns(table)
         if types is None:
-            body = bodies[0] if len(bodies) == 1 and type(bodies[0]) is bytes else b"".join(bodies)
-            self.store.insert_raw(table, body, "JSONCompactEachRow", settings=settings, columns=cols)
+            self.store.insert_raw(table, bodies, "JSONCompactEachRow", settings=settings, columns=cols)
         else:
             # RowBinaryWithNamesAndTypes: the engine checks the header against the table, so a body laid out
             # for other types (the table altered since learn_types) is refused instead of misread.
             header = rowbinary.header(cols or [], types)
             try:
                 self.store.insert_raw(
-                    table, b"".join((header, *bodies)), "RowBinaryWithNamesAndTypes", settings=settings,
-                    columns=cols,
+                    table, (header, *bodies), "RowBinaryWithNamesAndTypes", settings=settings, columns=cols
                 )  # fmt: skip
             except Exception as e:
                 if not _engine_refused(e):

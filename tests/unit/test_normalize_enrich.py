@@ -101,6 +101,41 @@ def test_operation_details_log_structured_and_span_content_wins():
     assert (r["input_text"], r["output_text"]) == ("from span", "out")
 
 
+def test_late_content_for_a_span_that_had_its_own_is_redundant_not_lost():
+    """A span that carried its whole content is remembered only as "nothing to add": log records for it
+    later are counted redundant (not buffered, never "expired"), with no re-emitted row; an ``other`` span
+    is not remembered at all, and content sent for it waits as for any span not seen yet."""
+    full = {
+        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": "q"}]}]),
+        "gen_ai.output.messages": json.dumps(
+            [{"role": "assistant", "parts": [{"type": "text", "content": "a"}]}]
+        ),
+    }
+    e = Enricher(max_spans=3)
+    [r] = rows_of(e, root_span(**{"user.id": "u", "session.id": "s"}), chat_span(**full))[1:]
+    assert (r["input_text"], r["output_text"], r["user_id"]) == ("q", "a", "u")
+    # only the chat span is kept: the root (kind "other", its own user and session) has nothing to wait for
+    assert e.stats()["tracked_spans"] == 1
+    updates, _ = e.process_logs(v1_logs())
+    st = e.stats()
+    assert updates == [] and (st["log_records_redundant"], st["pending_spans"], st["spans_reemitted"]) == (
+        3,
+        0,
+        0,
+    )
+    e.process_logs(v1_logs(sid=ROOT))  # the root span was not remembered: its records wait (and would expire)
+    assert e.stats()["pending_spans"] == 1
+    # a span joined to late content, then re-sent complete: it keeps the content, and later records for it
+    # are redundant; markers are evicted like any tracked span
+    e2 = Enricher(max_spans=2)
+    rows_of(e2, root_span(**{"user.id": "u", "session.id": "s"}), chat_span(sid=CHILD2))
+    assert len(e2.process_logs(v1_logs(sid=CHILD2))[0]) == 1
+    rows_of(e2, chat_span(sid=CHILD2, **full))
+    assert e2.process_logs(v1_logs(sid=CHILD2))[0] == [] and e2.stats()["log_records_redundant"] == 3
+    rows_of(e2, chat_span(sid="0d" * 8, **full), chat_span(sid="0e" * 8, **full))
+    assert (e2.stats()["tracked_spans"], e2.stats()["spans_evicted"]) == (2, 1)
+
+
 def test_unmatched_content_expires_and_is_counted():
     now = [0.0]
     e = Enricher(pending_ttl=10, max_pending=2, clock=lambda: now[0])

@@ -4,6 +4,7 @@ refuses, round-trips through the decoder, and stores exactly what the JSON path 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import struct
@@ -244,6 +245,47 @@ def test_workload_rows_store_the_same_through_rowbinary_as_through_json(store) -
         "tags": ["t1", "t2"],
         "stream": True,
     }
+
+
+def test_a_body_in_pieces_is_stored_as_if_it_were_joined(store) -> None:
+    """The writer hands the embedded engine its header and request bodies as pieces, never joined in memory;
+    pieces cut anywhere (inside a row, empty, views, one over the 1 MB the backend reads at a time) store
+    exactly the rows the joined body stores."""
+    from monitor.store.client import _Pieces
+
+    w = StoreWriter(store)
+    assert w.learn_types()
+    types = w.encoded_types("spans")
+    assert types is not None
+    rows = workload_rows(1000)
+    body = w.encode("spans", rows, dt.datetime.now(UTC), types)
+    assert body is not None and len(body) > 2**21
+    whole = rb.header(_columns("spans") or [], types) + body
+    cuts = [0, 7, 7, 1000, 1001, 1001 + 2**20 + 5, len(whole)]
+    pieces = [
+        memoryview(whole)[a:b] if i % 2 else bytes(whole[a:b])
+        for i, (a, b) in enumerate(itertools.pairwise(cuts))
+    ]
+    assert b"" in pieces and max(map(len, pieces)) > 2**20
+    reader = _Pieces(pieces)
+    assert len(reader) == len(whole)
+    got = [bytes(reader.read(4096))]
+    while got[-1]:
+        assert len(got[-1]) <= 4096
+        got.append(bytes(reader.read(4096)))
+    assert b"".join(got) == whole and reader.read() == b""
+    store.command(f"CREATE TABLE {store.table('spans_joined')} AS {store.table('spans')}")
+    fmt, cols = "RowBinaryWithNamesAndTypes", _columns("spans")
+    store.insert_raw("spans", pieces, fmt, columns=cols)
+    store.insert_raw("spans_joined", whole, fmt, columns=cols)
+    names = ", ".join(f"`{c}`" for c in _columns("spans") or [] if c != "ingested_at")
+    a = store.query(f"SELECT {names} FROM {store.table('spans')} ORDER BY trace_id, span_id").result_rows
+    b = store.query(
+        f"SELECT {names} FROM {store.table('spans_joined')} ORDER BY trace_id, span_id"
+    ).result_rows
+    assert len(a) == len(rows) and a == b
+    store.insert_raw("spans", [b"", memoryview(b"")], fmt, columns=cols)  # nothing to insert: no query
+    assert store.scalar(f"SELECT count() FROM {store.table('spans')}") == len(rows)
 
 
 def test_a_batch_encoded_for_types_the_table_no_longer_has_is_reencoded_not_lost(store) -> None:
