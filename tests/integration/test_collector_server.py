@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from collectors import server as server_mod
 from collectors.server import CollectorError, CollectorServer
 from collectors.testing import request_to_json
 from collectors.writer import MemoryWriter
@@ -341,6 +342,60 @@ def test_stop_lets_an_in_flight_request_finish_and_writes_it(settings, store):
     assert count(store, "user_id = 'slow'") == 5
     with pytest.raises(CollectorError, match="was stopped"):
         srv.start()
+
+
+def _post_head(body: bytes) -> bytes:
+    return f"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: {PB}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+
+
+def _response(sock: socket.socket) -> bytes:
+    out = b""
+    while b"\r\n\r\n" not in out:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    head, _, rest = out.partition(b"\r\n\r\n")
+    n = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")).split(b":")[1])
+    while len(rest) < n:
+        rest += sock.recv(65536)
+    return head
+
+
+def test_a_large_body_trickling_in_is_read_whole_and_the_connection_stays_usable(server, store):
+    """The body is read with one blocking receive after the bytes buffered with the headers: pieces with
+    pauses between them, then a second request on the same connection."""
+    body = pb_body(400, user="trickle")
+    assert len(body) > 100_000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(_post_head(body) + body[:10])
+        for i in range(10, len(body), 60_000):
+            time.sleep(0.02)
+            s.sendall(body[i : i + 60_000])
+        assert _response(s).startswith(b"HTTP/1.1 200 ")
+        again = pb_body(2, user="again")
+        s.sendall(_post_head(again) + again)
+        assert _response(s).startswith(b"HTTP/1.1 200 ")
+    wait_for(lambda: count(store, "user_id = 'trickle'") == 401 and count(store, "user_id = 'again'") == 3)
+
+
+def test_a_stalled_body_gets_408_and_the_collector_keeps_serving(settings, store, monkeypatch):
+    monkeypatch.setattr(server_mod._Handler, "timeout", 0.5)  # the idle timeout (60 s by default)
+    srv = CollectorServer(settings, store)
+    srv.start()
+    try:
+        body = pb_body(2, user="stalled")
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            t0 = time.monotonic()
+            s.sendall(_post_head(body) + body[:20])  # ...and nothing more
+            head = _response(s)
+            assert head.startswith(b"HTTP/1.1 408 ") and time.monotonic() - t0 < 5
+        assert send(srv, pb_body(2, user="next"))[0] == 200
+        wait_for(lambda: count(store, "user_id = 'next'") == 3)
+        assert count(store, "user_id = 'stalled'") == 0
+        assert 'reason="timeout"' in srv.metrics_text()
+    finally:
+        srv.stop(10)
 
 
 def test_healthz_and_metrics_report_the_write_path(server, store):
