@@ -89,14 +89,17 @@ def _names_json(names: Sequence[str]) -> bytes:
     return out
 
 
+def encoded_prefix(table: str, columns: Sequence[str], types: Sequence[str] | None = None) -> bytes:
+    """What precedes an encoded body in its spool payload: marker, table, column names (and types)."""
+    if types is None:
+        return b"".join((COMPACT, table.encode(), b"\n", _names_json(columns), b"\n"))
+    return b"".join((BINARY, table.encode(), b"\n", _names_json(columns), b"\n", _names_json(types), b"\n"))
+
+
 def encoded_payload(
     table: str, body: bytes, columns: Sequence[str], types: Sequence[str] | None = None
 ) -> bytes:
-    if types is None:
-        return b"".join((COMPACT, table.encode(), b"\n", _names_json(columns), b"\n", body))
-    return b"".join(
-        (BINARY, table.encode(), b"\n", _names_json(columns), b"\n", _names_json(types), b"\n", body)
-    )
+    return encoded_prefix(table, columns, types) + body
 
 
 def _lines(body: bytes | memoryview) -> list[Any]:
@@ -231,10 +234,11 @@ class SpooledBatchWriter(BatchWriter):
         if body is None:
             types = None
             body = self.writer.encode(table, rows, stamp) if columns else None
+        payload: bytes | tuple[bytes, bytes]
         if body is not None and columns:
-            payload = encoded_payload(table, body, columns, types)
-            chunk_rows, chunk_body = None, memoryview(payload)[len(payload) - len(body) :]
-            del body
+            # spooled in two pieces (never joined: a request's body is about a megabyte)
+            payload = (encoded_prefix(table, columns, types), body)
+            chunk_rows, chunk_body = None, memoryview(body)
         else:
             payload = encode_rows(table, rows)
             chunk_rows, chunk_body = rows, None

@@ -52,6 +52,22 @@ def test_append_read_commit_and_reopen_resumes_at_the_checkpoint(tmp_path: Path)
     again.close()
 
 
+def test_a_payload_in_pieces_is_the_same_record_as_joined(tmp_path: Path) -> None:
+    """The collector spools a request as (prefix, body) without joining them: the segment bytes (CRC
+    included) are those of the joined payload, and it reads back joined."""
+    pieces = [b"LMb1spans\n", memoryview(payload(1, 70_000)), b"", bytearray(payload(2, 9))]
+    whole = b"".join(bytes(p) for p in pieces)
+    a, b = opened(tmp_path / "a"), opened(tmp_path / "b")
+    assert a.append(pieces, 3) == b.append(whole, 3) == 1
+    assert a.append(b"tail", 1) == b.append([b"ta", b"il"], 1) == 2
+    for sp in (a, b):
+        sp.wait_durable(2)
+        assert [(r.seq, r.count, r.payload) for r in sp.read(1, 2, 100)] == [(1, 3, whole), (2, 1, b"tail")]
+        assert sp.stats().appended_bytes == 2 * HEADER.size + len(whole) + 4
+        sp.close()
+    assert [f.read_bytes() for f in segs(tmp_path / "a")] == [f.read_bytes() for f in segs(tmp_path / "b")]
+
+
 def test_an_unfinished_intent_survives_a_crash(tmp_path: Path) -> None:
     sp = opened(tmp_path)
     for i in range(4):
@@ -357,7 +373,12 @@ def test_payload_formats_are_told_apart() -> None:
         None,
         None,
     )
-    assert decode_payload(encode_rows("spans", [{"a": 1}])) == ("spans", [{"a": 1}], None, None)  # older spools
+    assert decode_payload(encode_rows("spans", [{"a": 1}])) == (
+        "spans",
+        [{"a": 1}],
+        None,
+        None,
+    )  # older spools
 
 
 def test_rowbinary_payloads_replay_unchanged_only_for_the_same_types() -> None:
@@ -379,4 +400,9 @@ def test_rowbinary_payloads_replay_unchanged_only_for_the_same_types() -> None:
         "feedback", rows, None, None,
     )  # fmt: skip
     assert decode_payload(payload, lambda t: names) == ("feedback", rows, None, None)
-    assert decode_payload(payload, lambda t: ["a", "b", "c"], lambda t: types) == ("feedback", rows, None, None)
+    assert decode_payload(payload, lambda t: ["a", "b", "c"], lambda t: types) == (
+        "feedback",
+        rows,
+        None,
+        None,
+    )
