@@ -110,12 +110,6 @@ def _crc(length: int, seq: int, count: int, payload: Payload | Sequence[Payload]
     return crc
 
 
-def encode_record(seq: int, count: int, payload: Payload | Sequence[Payload]) -> bytes:
-    parts = _parts(payload)
-    n = sum(len(p) for p in parts)
-    return b"".join((HEADER.pack(MAGIC, n, seq, count, _crc(n, seq, count, parts)), *parts))
-
-
 def _write_all(fd: int, pieces: Sequence[Payload]) -> None:
     """Write every piece, in order, with as few system calls as the kernel allows (no joined copy)."""
     views = [memoryview(p).cast("B") for p in pieces if len(p)]

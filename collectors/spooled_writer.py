@@ -96,12 +96,6 @@ def encoded_prefix(table: str, columns: Sequence[str], types: Sequence[str] | No
     return b"".join((BINARY, table.encode(), b"\n", _names_json(columns), b"\n", _names_json(types), b"\n"))
 
 
-def encoded_payload(
-    table: str, body: bytes, columns: Sequence[str], types: Sequence[str] | None = None
-) -> bytes:
-    return encoded_prefix(table, columns, types) + body
-
-
 def _lines(body: bytes | memoryview) -> list[Any]:
     return [json.loads(line) for line in bytes(body).split(b"\n") if line.strip()]
 

@@ -379,6 +379,24 @@ def test_a_large_body_trickling_in_is_read_whole_and_the_connection_stays_usable
     wait_for(lambda: count(store, "user_id = 'trickle'") == 401 and count(store, "user_id = 'again'") == 3)
 
 
+def test_a_body_cut_short_gets_400_and_nothing_of_it_is_stored(server, store):
+    """The client closes its side mid-body: the one blocking receive returns what came, the request is
+    refused as malformed, and the next request (another connection) is served."""
+    body = pb_body(50, user="cut")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(_post_head(body) + body[:10])
+        time.sleep(
+            0.05
+        )  # the header and 10 bytes are read first; the rest comes through the blocking receive
+        s.sendall(body[10 : len(body) // 2])
+        s.shutdown(socket.SHUT_WR)
+        head = _response(s)
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert send(server, pb_body(2, user="after"))[0] == 200
+    wait_for(lambda: count(store, "user_id = 'after'") == 3)
+    assert count(store, "user_id = 'cut'") == 0
+
+
 def test_a_stalled_body_gets_408_and_the_collector_keeps_serving(settings, store, monkeypatch):
     monkeypatch.setattr(server_mod._Handler, "timeout", 0.5)  # the idle timeout (60 s by default)
     srv = CollectorServer(settings, store)

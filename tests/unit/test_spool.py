@@ -353,9 +353,9 @@ def test_an_encoded_range_replayed_after_a_crash_carries_the_same_token(tmp_path
 
 
 def test_payload_formats_are_told_apart() -> None:
-    from collectors.spooled_writer import decode_payload, encoded_payload
+    from collectors.spooled_writer import decode_payload, encoded_prefix
 
-    payload = encoded_payload("feedback", b'[1,"x"]\n[2,"y"]\n', ["a", "b"])
+    payload = encoded_prefix("feedback", ["a", "b"]) + b'[1,"x"]\n[2,"y"]\n'
     table, rows, body, types = decode_payload(payload, lambda t: ["a", "b"] if t == "feedback" else None)
     assert (table, rows, bytes(body or b""), types) == ("feedback", None, b'[1,"x"]\n[2,"y"]\n', None)
     # the writer's columns changed since (or it takes rows): the same record comes back as row dicts
@@ -383,14 +383,14 @@ def test_payload_formats_are_told_apart() -> None:
 
 def test_rowbinary_payloads_replay_unchanged_only_for_the_same_types() -> None:
     from collectors import rowbinary
-    from collectors.spooled_writer import decode_payload, encoded_payload
+    from collectors.spooled_writer import decode_payload, encoded_prefix
 
     names, types = ["a", "b"], ["UInt64", "Nullable(String)"]
     spec = rowbinary.build_spec(names, types, {}, "")
     assert spec is not None
     body = rowbinary.encode_rows([{"a": 7, "b": "x"}, {"a": 2**64 - 1, "b": None}], spec, None)
     assert body == b"\x07" + b"\x00" * 7 + b"\x00\x01x" + b"\xff" * 8 + b"\x01"
-    payload = encoded_payload("feedback", body, names, types)
+    payload = encoded_prefix("feedback", names, types) + body
     assert payload.startswith(b"LMb1feedback\n")
     same = decode_payload(payload, lambda t: names, lambda t: types)
     assert (same[0], same[1], bytes(same[2] or b""), same[3]) == ("feedback", None, body, types)
