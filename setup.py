@@ -2,7 +2,7 @@
 
 ``optional=True``: where no C compiler or Python headers exist the install still succeeds;
 ``collectors.otlp`` then falls back to the upb decoder, ``collectors.normalize`` to its Python mapping and
-``collectors.rowbinary`` to its Python encoder.
+``collectors.native`` to its Python encoder.
 """
 
 from setuptools import Extension, setup
@@ -22,8 +22,8 @@ setup(
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         ),
         Extension(
-            "collectors._rowbinary_native",
-            ["collectors/_rowbinary_native.c"],
+            "collectors._native_block",
+            ["collectors/_native_block.c"],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         ),

@@ -347,13 +347,13 @@ def raw_phase_main(args: argparse.Namespace) -> None:
     insert_all("insert_columns", lambda cols: store.insert_columns("spans", cols, names), prepared)
     stored = int(store.scalar("SELECT count() FROM spans"))
     store.close()
-    from collectors import rowbinary
+    from collectors import native
     from collectors.normalize import _native
 
     native = {
         "decode": otlp._native is not None,
         "normalize": _native.native is not None,
-        "rowbinary": rowbinary.native_available,
+        "native_block": native.native_available,
     }
     stages = ("decode", "normalize", "encode", "store_write")
     print(

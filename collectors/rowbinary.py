@@ -1,21 +1,14 @@
-"""Collector rows as ClickHouse ``RowBinary``: what the writer hands the engine when it knows the table's types.
+"""Column types and single values as ClickHouse binary formats write them, and the RowBinary decoder.
 
-Why not JSON: for the same ``spans`` rows the engine parses RowBinary with about a third less CPU than
-``JSONCompactEachRow`` (no number or escape parsing), and on this write path the engine's CPU and the
-collector's GIL-bound Python share two cores (``benchmarks/collector_throughput.py``). Encoding is also
-cheaper: values are copied, not escaped.
+:mod:`collectors.native` builds its Native blocks on these: :func:`parse_type` maps a column type to the
+kinds the encoders handle, and the value writers (``_str``, ``_put``...) lay out one value the way RowBinary
+and a Native column both do (length-prefixed UTF-8, little-endian numbers, DateTime64 ticks). They raise
+``_Refuse`` for any value whose meaning could differ from the JSON path: a type that is not the column's (no
+int→str or float→int coercion), NaN/inf, an integer out of the column's range, a datetime before 1970, past
+2262 or with a timezone other than UTC, a string that is not valid UTF-8 (lone surrogates).
 
-RowBinary carries no types, so a body is only meaningful with the exact column types it was laid out for.
-The writer learns them from the live table (``system.columns``), stores them next to every spooled body,
-and a body whose types differ from the table's at replay is decoded back into rows (:func:`decode_rows`).
-
-Contract of :func:`encode_rows` (the native one in ``_rowbinary_native.c`` and :func:`encode_rows_py`, its
-reference, give byte-identical output): the values of each spec column in order, a missing key taking
-the column's default and the stamp column taking ``stamp`` where the row has ``None``. It returns ``None``,
-and the caller falls back to JSON rows whose handling the engine decides, for any value whose meaning could
-differ between the two formats: a type that is not the column's (no int→str or float→int coercion), ``None``
-in a non-Nullable column, NaN/inf, an integer out of the column's range, a datetime before 1970, past 2262
-or with a timezone other than UTC, a string that is not valid UTF-8 (lone surrogates).
+Collectors before Native blocks spooled RowBinary rows (with their column names and types): such records
+are read back into rows with :func:`decode_rows` and written again.
 """
 
 from __future__ import annotations
@@ -27,12 +20,10 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-# Column kinds (shared with the C encoder: keep the numbers in sync with _rowbinary_native.c).
+# Column kinds (shared with the C encoder: keep the numbers in sync with _native_block.c).
 STR, DT64, F64, UINT, INT, BOOL, ARR_STR, MAP_STR = range(1, 9)
 
 Row = dict[str, Any]
-# (name, kind, nullable, arg, default, is_stamp): arg is the byte width for UINT/INT, the precision for DT64
-ColumnSpec = tuple[str, int, bool, int, Any, bool]
 
 _STR_TYPES = ("String", "LowCardinality(String)")
 _DT64 = re.compile(r"DateTime64\((\d)(?:,\s*'[^']*')?\)$")
@@ -73,38 +64,6 @@ def parse_type(t: str) -> tuple[int, bool, int] | None:
         if key.strip() in _STR_TYPES and value.strip() in _STR_TYPES:
             return MAP_STR, False, 0
     return None
-
-
-_HEADERS: dict[tuple[tuple[str, ...], tuple[str, ...]], bytes] = {}
-
-
-def header(columns: Sequence[str], types: Sequence[str]) -> bytes:
-    """The ``RowBinaryWithNamesAndTypes`` header: column count, names, types (length-prefixed strings)."""
-    key = (tuple(columns), tuple(types))
-    h = _HEADERS.get(key)
-    if h is None:
-        out = bytearray()
-        _uvarint(out, len(columns))
-        for x in (*columns, *types):
-            _str(out, x)
-        h = bytes(out)
-        if len(_HEADERS) < 64:
-            _HEADERS[key] = h
-    return h
-
-
-def build_spec(
-    columns: Sequence[str], types: Sequence[str], defaults: dict[str, Any], stamp_col: str
-) -> tuple[ColumnSpec, ...] | None:
-    """The encoder's spec for ``columns`` of those ``types`` (None if any type is not supported)."""
-    spec: list[ColumnSpec] = []
-    for name, t in zip(columns, types, strict=True):
-        parsed = parse_type(t)
-        if parsed is None:
-            return None
-        kind, nullable, arg = parsed
-        spec.append((name, kind, nullable, arg, defaults.get(name), name == stamp_col))
-    return tuple(spec)
 
 
 class _Refuse(Exception):
@@ -186,47 +145,7 @@ def _put(out: bytearray, kind: int, arg: int, v: Any) -> None:
         raise _Refuse
 
 
-def encode_rows_py(rows: Sequence[Row], spec: Sequence[ColumnSpec], stamp: Any) -> bytes | None:
-    """Reference encoder (see the module contract); the native one must match it byte for byte."""
-    out = bytearray()
-    try:
-        for r in rows:
-            if not isinstance(r, dict):
-                return None
-            for name, kind, nullable, arg, default, is_stamp in spec:
-                v = r.get(name, default)
-                if is_stamp and v is None:
-                    v = stamp
-                if v is None:
-                    if not nullable:
-                        return None
-                    out.append(1)
-                    continue
-                if nullable:
-                    out.append(0)
-                _put(out, kind, arg, v)
-    except _Refuse:
-        return None
-    return bytes(out)
-
-
-try:  # optional like the other native parts: without a compiler the reference does the work
-    from collectors._rowbinary_native import encode_rows as _native_encode
-except ImportError:  # pragma: no cover - depends on the build
-    _native_encode = None
-
-native_available = _native_encode is not None
-
-
-def encode_rows(rows: Sequence[Row], spec: Sequence[ColumnSpec], stamp: Any) -> bytes | None:
-    """RowBinary for ``rows`` laid out by ``spec`` (native when built), or None (module contract)."""
-    if _native_encode is not None:
-        out: bytes | None = _native_encode(rows, spec, stamp)
-        return out
-    return encode_rows_py(rows, spec, stamp)
-
-
-# --- decoding: bodies spooled for other types, and rows to bisect after the store refused a body ---------
+# --- decoding: RowBinary bodies spooled by earlier collectors -------------------------------------------
 
 
 class _Reader:
@@ -296,20 +215,3 @@ def decode_rows(body: bytes | memoryview, columns: Sequence[str], types: Sequenc
                 row[name] = _get(rd, kind, arg)
         rows.append(row)
     return rows
-
-
-def split_rows(body: bytes | memoryview, columns: Sequence[str], types: Sequence[str]) -> list[bytes]:
-    """The body cut into one RowBinary row each (for bisecting a body the store refused)."""
-    kinds = [parse_type(t) for t in types]
-    if any(k is None for k in kinds):
-        raise ValueError("cannot split RowBinary of unsupported types")
-    rd = _Reader(body)
-    out: list[bytes] = []
-    while rd.pos < len(rd.buf):
-        start = rd.pos
-        for kind, nullable, arg in kinds:  # type: ignore[misc]
-            if nullable and rd.take(1) != b"\x00":
-                continue
-            _get(rd, kind, arg)
-        out.append(rd.buf[start : rd.pos])
-    return out

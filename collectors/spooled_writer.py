@@ -3,7 +3,7 @@
 Why: DESIGN §3 promises that an acknowledged span is never lost — not when the store is down, not on
 SIGTERM, not after ``kill -9``. So :meth:`SpooledBatchWriter.submit` appends the request's rows to the spool
 and waits for the group commit (one fsync for all concurrent requests) before the 200 goes out. The rows
-are encoded once, there, by the writer (:meth:`~collectors.writer.Writer.encode`: RowBinary for the table's
+are encoded once, there, by the writer (:meth:`~collectors.writer.Writer.encode`: a Native block of the table's
 live column types, JSON compact rows until those are known, with the acceptance time as ``ingested_at``);
 the spool, the memory cache and the insert all carry those bytes, and the writer thread only concatenates
 them. Rows the writer cannot encode (or a writer that takes
@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from collectors import rowbinary
+from collectors import native, rowbinary
 from collectors.spool import Record, Spool, SpoolError, SpoolFull
 from collectors.writer import BatchWriter, Row, Writer, WriterStats
 
@@ -67,15 +67,16 @@ def decode_rows(payload: bytes) -> tuple[str, list[Row]]:
 
 
 # A payload the writer encoded itself: COMPACT + table + b"\n" + the JSON list of the column names each
-# line holds + b"\n" + the body (JSON compact rows, one a line), or BINARY + table + b"\n" + the names +
-# b"\n" + the JSON list of the column types + b"\n" + the body (RowBinary rows for exactly those types).
+# line holds + b"\n" + the body (JSON compact rows, one a line), or NATIVE + table + b"\n" + the names +
+# b"\n" + the JSON list of the column types + b"\n" + the body (Native blocks of exactly those types).
 # Either is inserted unchanged while the writer's columns (and types) are the same. ENCODED (JSONEachRow
-# objects) is what collectors before compact rows wrote: such records, and encoded ones whose columns or
-# types differ from the writer's (spooled before a schema change), are replayed as row dicts. Pickle
-# payloads start with b"\x80" (protocol 2+), so none of them collide.
+# objects) and BINARY (RowBinary rows, NATIVE's header) are what earlier collectors wrote:
+# such records, and encoded ones whose columns or types differ from the writer's (spooled before a schema
+# change), are replayed as row dicts. Pickle payloads start with b"\x80" (protocol 2+), so none collide.
 ENCODED = b"LMe1"
 COMPACT = b"LMc1"
 BINARY = b"LMb1"
+NATIVE = b"LMn1"
 _NAMES_JSON: dict[tuple[str, ...], bytes] = {}
 
 
@@ -93,7 +94,7 @@ def encoded_prefix(table: str, columns: Sequence[str], types: Sequence[str] | No
     """What precedes an encoded body in its spool payload: marker, table, column names (and types)."""
     if types is None:
         return b"".join((COMPACT, table.encode(), b"\n", _names_json(columns), b"\n"))
-    return b"".join((BINARY, table.encode(), b"\n", _names_json(columns), b"\n", _names_json(types), b"\n"))
+    return b"".join((NATIVE, table.encode(), b"\n", _names_json(columns), b"\n", _names_json(types), b"\n"))
 
 
 def _lines(body: bytes | memoryview) -> list[Any]:
@@ -107,24 +108,27 @@ def decode_payload(
     payload: bytes, columns_of: ColumnsOf | None = None, types_of: ColumnsOf | None = None
 ) -> tuple[str, list[Row] | None, memoryview | None, list[str] | None]:
     """(table, rows, None, None) for a payload replayed as row dicts, (table, None, encoded bytes, types)
-    for one the writer can insert unchanged: its column names equal ``columns_of(table)`` and, for a
-    RowBinary body, its types equal ``types_of(table)`` (``types`` is None for JSON compact rows)."""
-    if payload[:4] == COMPACT or payload[:4] == BINARY:
+    for one the writer can insert unchanged: its column names equal ``columns_of(table)`` and, for
+    Native blocks, its types equal ``types_of(table)`` (``types`` is None for JSON compact rows)."""
+    marker = payload[:4]
+    if marker in (COMPACT, NATIVE, BINARY):
         end = payload.index(b"\n", 4)
         table = payload[4:end].decode()
         names_end = payload.index(b"\n", end + 1)
         names = json.loads(payload[end + 1 : names_end])
         types = None
-        if payload[:4] == BINARY:
+        if marker != COMPACT:
             types_end = payload.index(b"\n", names_end + 1)
             types = json.loads(payload[names_end + 1 : types_end])
             names_end = types_end
         body = memoryview(payload)[names_end + 1 :]
         same = columns_of is not None and columns_of(table) == names
+        if marker == BINARY:
+            return table, rowbinary.decode_rows(body, names, types or []), None, None
         if same and (types is None or (types_of is not None and types_of(table) == types)):
             return table, None, body, types
         if types is not None:
-            return table, rowbinary.decode_rows(body, names, types), None, None
+            return table, native.decode_rows(body), None, None
         return table, [dict(zip(names, values, strict=True)) for values in _lines(body)], None, None
     if payload[:4] == ENCODED:
         end = payload.index(b"\n", 4)
@@ -167,7 +171,7 @@ class _Chunk:
     body: memoryview | None  # ... or what its encode() made: the cache then holds these bytes, not rows
     at: float  # monotonic arrival time
     stamp: _dt.datetime  # the acceptance time written into its rows (ingested_at / created_at)
-    types: list[str] | None = None  # the column types a RowBinary body is laid out for (None: JSON rows)
+    types: list[str] | None = None  # the column types of a Native body's blocks (None: JSON rows)
     keys: frozenset[str] | None = None  # its rows' trace_id+span_id, all distinct (None: unknown/duplicates)
 
 
@@ -461,7 +465,7 @@ class SpooledBatchWriter(BatchWriter):
 
     def _learn_types(self) -> bool:
         """Writer thread, before records are read back from disk: the writer's column types must be known,
-        since they decide whether a RowBinary record is inserted as is (and so under which token). Waits
+        since they decide whether a Native record is inserted as is (and so under which token). Waits
         with capped backoff while the store cannot tell; False once close() gave up."""
         delay = self.retry_initial
         while not self.writer.types_learned():

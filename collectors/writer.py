@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collectors import rowbinary
+from collectors import native
 from monitor.store.schema import STAMP_COLUMN, TABLE_DEFAULTS
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class Writer(ABC):
         the table's :data:`~monitor.store.schema.STAMP_COLUMN` where a row carries none, so a retried or
         replayed body is byte-identical. The durable writer spools these bytes and later inserts the
         concatenation of several requests' bodies, so the encoding must be concatenable (whole rows).
-        ``types`` (what :meth:`encoded_types` said) asks for RowBinary laid out for those column types; None
+        ``types`` (what :meth:`encoded_types` said) asks for a Native block of those column types; None
         for JSON compact rows. A writer that cannot encode ``rows`` that way returns None and the caller
         asks again without ``types``.
         """
@@ -87,13 +87,13 @@ class Writer(ABC):
 
     def encoded_columns(self, table: str) -> list[str] | None:
         """The column names one encoded row holds, in order, when :meth:`encode` writes them positionally
-        (JSON compact rows or RowBinary), else None. Spooled bodies record them, so a body spooled before
+        (JSON compact rows or Native blocks), else None. Spooled bodies record them, so a body spooled before
         a schema change is still read right after it."""
         return None
 
     def encoded_types(self, table: str) -> list[str] | None:
-        """The column types (one per :meth:`encoded_columns` name) to encode ``table``'s rows as RowBinary
-        for, or None: JSON compact rows (the default, and while the store's types are not known yet)."""
+        """The column types (one per :meth:`encoded_columns` name) to encode ``table``'s rows as Native
+        blocks of, or None: JSON compact rows (the default, and while the store's types are not known yet)."""
         return None
 
     def types_learned(self) -> bool:
@@ -168,17 +168,17 @@ class StoreWriter(Writer):
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # table → the live column types RowBinary is laid out for; empty until learn_types() read them
+        # table → the live column types Native blocks are encoded for; empty until learn_types() read them
         self._types: dict[str, list[str]] = {}
-        self._specs: dict[tuple[str, tuple[str, ...]], tuple[rowbinary.ColumnSpec, ...] | None] = {}
+        self._specs: dict[tuple[str, tuple[str, ...]], tuple[native.BlockSpec, ...] | None] = {}
         self._learned = False
 
     def types_learned(self) -> bool:
         return self._learned
 
     def learn_types(self) -> bool:
-        """Read the live column types of the tables this writer encodes: RowBinary from then on for each
-        table whose every column type :mod:`collectors.rowbinary` encodes. True when the store answered.
+        """Read the live column types of the tables this writer encodes: Native blocks from then on for each
+        table whose every column type :mod:`collectors.native` encodes. True when the store answered.
 
         Blocks on the store: the writer thread calls it after its first successful insert (the store is
         up then; request threads never wait for it), tests and tools may call it directly.
@@ -206,18 +206,18 @@ class StoreWriter(Writer):
             cols, have = _columns(table) or [], live.get(table, {})
             if cols and all(c in have for c in cols):
                 ts = [have[c] for c in cols]
-                if rowbinary.build_spec(cols, ts, defaults, STAMP_COLUMN[table]) is not None:
+                if native.build_spec(cols, ts, defaults, STAMP_COLUMN[table]) is not None:
                     types[table] = ts
         self._types = types  # one reference swap: request threads see the old or the new map, whole
         self._learned = True
         return True
 
     def write(self, table: str, rows: Sequence[Row], token: str | None = None) -> None:
-        # Fast path: rows encoded once (RowBinary when the table's types are known, else JSON arrays, one
-        # orjson call per row) and parsed by the engine outside the GIL. The native column insert costs ~2x
-        # the GIL time per row (column building + Native serialization in Python), and the GIL is what
-        # bounds the collector (benchmarks/collector_throughput.py). Stored values are identical; rows
-        # neither encoding takes (int beyond 64 bits, lone surrogate…) go the native way. Note: a NaN/inf
+        # Fast path: rows encoded once (a Native block in C when the table's types are known, else JSON
+        # arrays, one orjson call per row) and read by the engine outside the GIL. clickhouse-connect's
+        # column insert costs far more GIL time per row (column building + serialization in Python), and
+        # the GIL is what bounds the collector (benchmarks/collector_throughput.py). Stored values are
+        # identical; rows neither encoding takes (int beyond 64 bits, lone surrogate…) go that way. Note: a NaN/inf
         # float becomes NULL (or the column default) on the JSON path.
         stamp = _dt.datetime.now(_dt.timezone.utc)
         types = self.encoded_types(table)
@@ -237,14 +237,14 @@ class StoreWriter(Writer):
     def encode(
         self, table: str, rows: Sequence[Row], stamp: _dt.datetime, types: Sequence[str] | None = None
     ) -> bytes | None:
-        """RowBinary laid out for ``types`` or JSONCompactEachRow, in :meth:`encoded_columns` order (schema
-        defaults filled in); None when the encoding refuses a value (see :mod:`collectors.rowbinary`)."""
+        """One Native block of ``types`` or JSONCompactEachRow, in :meth:`encoded_columns` order (schema
+        defaults filled in); None when the encoding refuses a value (see :mod:`collectors.native`)."""
         if types is not None:
             spec = self._spec(table, types)
-            return None if spec is None else rowbinary.encode_rows(rows, spec, stamp)
+            return None if spec is None else native.encode_block(rows, spec, stamp)
         return _compact_rows(rows, TABLE_DEFAULTS[table], STAMP_COLUMN[table], stamp)
 
-    def _spec(self, table: str, types: Sequence[str]) -> tuple[rowbinary.ColumnSpec, ...] | None:
+    def _spec(self, table: str, types: Sequence[str]) -> tuple[native.BlockSpec, ...] | None:
         key = (table, tuple(types))
         try:
             return self._specs[key]
@@ -252,7 +252,7 @@ class StoreWriter(Writer):
             cols = _columns(table)
             spec = None
             if cols is not None and len(cols) == len(types):
-                spec = rowbinary.build_spec(cols, types, TABLE_DEFAULTS[table], STAMP_COLUMN[table])
+                spec = native.build_spec(cols, types, TABLE_DEFAULTS[table], STAMP_COLUMN[table])
             if len(self._specs) < 64:
                 self._specs[key] = spec
             return spec
@@ -279,13 +279,10 @@ class StoreWriter(Writer):
         if types is None:
             self.store.insert_raw(table, bodies, "JSONCompactEachRow", settings=settings, columns=cols)
         else:
-            # RowBinaryWithNamesAndTypes: the engine checks the header against the table, so a body laid out
-            # for other types (the table altered since learn_types) is refused instead of misread.
-            header = rowbinary.header(cols or [], types)
+            # Native blocks name and type every column: a body laid out for other types (the table altered
+            # since learn_types) is converted by the engine or refused, never misread.
             try:
-                self.store.insert_raw(
-                    table, (header, *bodies), "RowBinaryWithNamesAndTypes", settings=settings, columns=cols
-                )  # fmt: skip
+                self.store.insert_raw(table, bodies, "Native", settings=settings, columns=cols)
             except Exception as e:
                 if not _engine_refused(e):
                     raise  # the store is unreachable: retried like any outage
@@ -294,7 +291,7 @@ class StoreWriter(Writer):
                 # so the batch is written again as JSON rows, whose errors are classified as always (data
                 # errors bisected, the rest retried). The types are read again after the next insert.
                 log.warning("the store refused a binary batch of %s (%s); writing it as JSON rows", table, e)
-                rows = [r for b in bodies for r in rowbinary.decode_rows(b, cols or [], types)]
+                rows = [r for b in bodies for r in native.decode_rows(b)]
                 self._types = {k: v for k, v in self._types.items() if k != table}
                 self._learned = False
                 self.write(table, rows, token)
@@ -735,27 +732,21 @@ class BatchWriter:
     ) -> bool:  # fmt: skip
         """Store the halves of a batch refused for its data, each through :meth:`_store` (so a half that
         fails for another reason is retried, one refused for its data is bisected again), until single rows
-        are refused: those are quarantined. Encoded bodies are cut into rows: lines of JSON, or RowBinary
-        rows read with their ``types``.
+        are refused: those are quarantined. Encoded bodies are cut into rows: lines of JSON; Native blocks
+        are read back into row dicts (each half is encoded again on its way in).
 
         The halves' tokens derive from the batch's (``token:0``, ``token:1``), so the replay of a range after
         a crash mid-bisection splits the same way, repeats the same tokens, and the store drops what landed.
         """
+        if bodies is not None and types is not None:
+            batch, bodies = native.decode_rows(b"".join(bodies)), None
         if bodies is not None:
-            if types is not None:
-                cols = self.writer.encoded_columns(table) or []
-                lines = rowbinary.split_rows(b"".join(bodies), cols, types)
-            else:
-                lines = [ln + b"\n" for ln in b"".join(bodies).split(b"\n") if ln.strip()]
+            lines = [ln + b"\n" for ln in b"".join(bodies).split(b"\n") if ln.strip()]
             n = len(lines)
         else:
             n = len(batch)
         if n <= 1:
-            if bodies is not None and types is not None:
-                cols = self.writer.encoded_columns(table) or []
-                row = rowbinary.decode_rows(lines[0], cols, types)[0] if lines else None
-                self._quarantine(table, row, None, error, token)
-            elif bodies is not None:
+            if bodies is not None:
                 self._quarantine(table, None, lines[0] if lines else b"", error, token)
             else:
                 self._quarantine(table, batch[0] if batch else None, None, error, token)
@@ -765,7 +756,7 @@ class BatchWriter:
             sub_token = None if token is None else f"{token}:{i}"
             if bodies is not None:
                 sub = (b"".join(lines[lo:hi]),)
-                ok = self._store(table, (), sub_token, bodies=sub, count=hi - lo, types=types)
+                ok = self._store(table, (), sub_token, bodies=sub, count=hi - lo)
             else:
                 ok = self._store(table, batch[lo:hi], sub_token)
             if not ok:

@@ -253,7 +253,7 @@ def test_kill_9_after_acknowledgement_then_restart_delivers_everything(tmp_path:
 CRASH_AFTER_INSERT = textwrap.dedent(
     """
     import os, signal, sys
-    from collectors import rowbinary, writer
+    from collectors import native, writer
     from monitor import cli
 
     real, real_encoded = writer.StoreWriter.write, writer.StoreWriter.write_encoded
@@ -267,8 +267,8 @@ CRASH_AFTER_INSERT = textwrap.dedent(
         real_encoded(self, table, bodies, token, types, distinct_keys)  # the spool's pre-encoded rows
         if types is None:
             n = sum(bytes(b).count(b"\\n") for b in bodies)
-        else:  # RowBinary (the store's types were learned at start)
-            n = len(rowbinary.split_rows(b"".join(bodies), self.encoded_columns(table), types))
+        else:  # Native blocks (the store's types were learned at start)
+            n = native.count_rows(b"".join(bytes(b) for b in bodies))
         print(f"inserted {n} rows ({'binary' if types else 'json'})", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 

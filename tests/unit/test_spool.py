@@ -381,20 +381,23 @@ def test_payload_formats_are_told_apart() -> None:
     )  # older spools
 
 
-def test_rowbinary_payloads_replay_unchanged_only_for_the_same_types() -> None:
-    from collectors import rowbinary
+def test_native_payloads_replay_unchanged_only_for_the_same_types() -> None:
+    from collectors import native
     from collectors.spooled_writer import decode_payload, encoded_prefix
 
     names, types = ["a", "b"], ["UInt64", "Nullable(String)"]
-    spec = rowbinary.build_spec(names, types, {}, "")
+    spec = native.build_spec(names, types, {}, "")
     assert spec is not None
-    body = rowbinary.encode_rows([{"a": 7, "b": "x"}, {"a": 2**64 - 1, "b": None}], spec, None)
-    assert body == b"\x07" + b"\x00" * 7 + b"\x00\x01x" + b"\xff" * 8 + b"\x01"
+    rows = [{"a": 7, "b": "x"}, {"a": 2**64 - 1, "b": None}]
+    body = native.encode_block(rows, spec, None)
+    assert body == (
+        b"\x02\x02" + b"\x01a\x06UInt64" + b"\x07" + b"\x00" * 7 + b"\xff" * 8
+        + b"\x01b\x10Nullable(String)" + b"\x00\x01" + b"\x01x\x00"
+    )  # fmt: skip
     payload = encoded_prefix("feedback", names, types) + body
-    assert payload.startswith(b"LMb1feedback\n")
+    assert payload.startswith(b"LMn1feedback\n")
     same = decode_payload(payload, lambda t: names, lambda t: types)
     assert (same[0], same[1], bytes(same[2] or b""), same[3]) == ("feedback", None, body, types)
-    rows = [{"a": 7, "b": "x"}, {"a": 2**64 - 1, "b": None}]
     # a column's type changed, or the writer has not learned types: the body is read back into rows
     assert decode_payload(payload, lambda t: names, lambda t: ["UInt32", "Nullable(String)"]) == (
         "feedback", rows, None, None,
@@ -406,3 +409,16 @@ def test_rowbinary_payloads_replay_unchanged_only_for_the_same_types() -> None:
         None,
         None,
     )
+
+
+def test_rowbinary_payloads_of_earlier_collectors_replay_as_rows() -> None:
+    """Collectors before Native blocks spooled RowBinary rows (marker LMb1): read back into rows, whatever
+    the writer's types, and written again."""
+    from collectors.spooled_writer import decode_payload
+
+    names, types = ["a", "b"], ["UInt64", "Nullable(String)"]
+    body = b"\x07" + b"\x00" * 7 + b"\x00\x01x" + b"\xff" * 8 + b"\x01"  # RowBinary of the rows below
+    payload = b'LMb1feedback\n["a","b"]\n["UInt64","Nullable(String)"]\n' + body
+    rows = [{"a": 7, "b": "x"}, {"a": 2**64 - 1, "b": None}]
+    assert decode_payload(payload, lambda t: names, lambda t: types) == ("feedback", rows, None, None)
+    assert decode_payload(payload, lambda t: names) == ("feedback", rows, None, None)

@@ -1,5 +1,6 @@
-"""RowBinary rows: the native encoder matches the reference byte for byte, refuses what the reference
-refuses, round-trips through the decoder, and stores exactly what the JSON path stores (real chDB)."""
+"""Native blocks: the C encoder matches the reference byte for byte, refuses what the reference refuses,
+round-trips through the decoder, is read by the engine as written, and stores exactly what the JSON path
+stores (real chDB)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collectors import native as nb
 from collectors import rowbinary as rb
 from collectors.writer import StoreWriter, _columns
 from monitor.store.schema import SPAN_DEFAULTS, STAMP_COLUMN, TABLE_DEFAULTS
@@ -24,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import workload
 
 UTC = dt.timezone.utc
-native = pytest.mark.skipif(
-    not rb.native_available, reason="the optional C extension was not built (no compiler on this machine)"
+built = pytest.mark.skipif(
+    not nb.native_available, reason="the optional C extension was not built (no compiler on this machine)"
 )
 
 # one column of each kind the encoder knows, nullable or not
@@ -50,15 +52,15 @@ TYPES = {
     "m": "Map(LowCardinality(String), String)",
 }
 DEFAULTS: dict[str, Any] = {"s": "", "u64": 0, "m": {}}
-SPEC = rb.build_spec(list(TYPES), list(TYPES.values()), DEFAULTS, "t6")
+SPEC = nb.build_spec(list(TYPES), list(TYPES.values()), DEFAULTS, "t6")
 assert SPEC is not None
 
 
 def both(rows: list[Any], stamp: Any = None) -> bytes | None:
     """The reference's output, after checking the native encoder gives the very same."""
-    ref = rb.encode_rows_py(rows, SPEC, stamp)
-    if rb.native_available:
-        assert rb._native_encode(rows, SPEC, stamp) == ref
+    ref = nb.encode_block_py(rows, SPEC, stamp)
+    if nb.native_available:
+        assert nb._c_encode(rows, SPEC, stamp) == ref
     return ref
 
 
@@ -82,33 +84,88 @@ def test_types_parse_to_kinds_and_unknown_types_are_refused() -> None:
     for t in ("Decimal(10, 2)", "UUID", "Array(UInt64)", "Map(String, UInt64)", "Nullable(Array(String))",
               "Float32", "DateTime", "Nullable(Nullable(String))", "LowCardinality(Nullable(UInt8))"):  # fmt: skip
         assert rb.parse_type(t) is None, t
-    assert rb.build_spec(["a", "b"], ["String", "UUID"], {}, "") is None
+    assert nb.build_spec(["a", "b"], ["String", "UUID"], {}, "") is None
+    # what the block writes: LowCardinality strings as dictionaries, except nullable ones (as Nullable(String))
+    assert nb.column_layout("LowCardinality(String)") == (
+        rb.STR,
+        False,
+        0,
+        nb.LC_VALUES,
+        "LowCardinality(String)",
+    )
+    assert nb.column_layout("LowCardinality(Nullable(String))") == (rb.STR, True, 0, 0, "Nullable(String)")
+    assert nb.column_layout("Map(LowCardinality(String), String)")[3] == nb.LC_KEYS  # type: ignore[index]
+    assert nb.column_layout("Map(String, LowCardinality(String))")[3] == nb.LC_VALUES  # type: ignore[index]
+    assert nb.column_layout("Array(String)")[3] == 0  # type: ignore[index]
 
 
-def test_values_are_laid_out_as_clickhouse_rowbinary() -> None:
+def u64(n: int) -> bytes:
+    return struct.pack("<Q", n)
+
+
+def head(name: str, type_: str) -> bytes:
+    return bytes([len(name)]) + name.encode() + bytes([len(type_)]) + type_.encode()
+
+
+def lc_data(keys: list[bytes], ids: list[int]) -> bytes:
+    """A LowCardinality column's data with a one-byte index, after its version prefix."""
+    return (
+        u64(0x600) + u64(len(keys)) + b"".join(bytes([len(k)]) + k for k in keys) + u64(len(ids)) + bytes(ids)
+    )
+
+
+def test_values_are_laid_out_as_a_clickhouse_native_block() -> None:
     row = full_row()
     out = both([row])
     assert out is not None
-    expect = bytearray()
-    expect += b"\x05plain"
     lc = "é ünïcødé 🚀".encode()
-    expect += bytes([len(lc)]) + lc
-    expect += b"\x01"  # ns: NULL
-    expect += b"\x00\x01x"  # lcn: not NULL, "x"
     t9 = (dt.datetime(2026, 1, 2, 3, 4, 5, 678901) - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
-    expect += (t9 * 1000).to_bytes(8, "little")
-    expect += (t9 - 678901).to_bytes(8, "little")  # t6: naive means UTC
-    expect += (1).to_bytes(8, "little")  # t3: 1999 µs → 1 ms (truncated)
-    expect += struct.pack("<d", 0.1)
-    expect += b"\x00" + struct.pack("<d", 3.0)
-    expect += b"\xff" + b"\xff\xff\xff\xff" + b"\x01" + b"\xff" * 8
-    expect += b"\x80" + b"\x00" * 7 + b"\x80"  # i8 -128, i64 min
-    expect += b"\x01" + b"\x02\x01a\x00" + b"\x02\x01k\x01v\x00\x00"
-    assert out == bytes(expect)
-    assert rb.decode_rows(out, list(TYPES), list(TYPES.values())) == [
+    expect = b"".join([
+        b"\x12\x01",  # 18 columns, 1 row
+        head("s", "String"), b"\x05plain",
+        head("lc", "LowCardinality(String)"), u64(1), lc_data([lc], [0]),
+        head("ns", "Nullable(String)"), b"\x01", b"\x00",  # NULL: null map 1, an empty string under it
+        head("lcn", "Nullable(String)"), b"\x00", b"\x01x",  # LowCardinality(Nullable(String)) goes as this
+        head("t9", "DateTime64(9, 'UTC')"), (t9 * 1000).to_bytes(8, "little"),
+        head("t6", "DateTime64(6, 'UTC')"), (t9 - 678901).to_bytes(8, "little"),  # naive means UTC
+        head("t3", "DateTime64(3)"), (1).to_bytes(8, "little"),  # 1999 µs → 1 ms (truncated)
+        head("f", "Float64"), struct.pack("<d", 0.1),
+        head("nf", "Nullable(Float64)"), b"\x00", struct.pack("<d", 3.0),
+        head("u8", "UInt8"), b"\xff",
+        head("u32", "UInt32"), b"\xff" * 4,
+        head("nu32", "Nullable(UInt32)"), b"\x01", b"\x00" * 4,
+        head("u64", "UInt64"), b"\xff" * 8,
+        head("i8", "Int8"), b"\x80",
+        head("i64", "Int64"), b"\x00" * 7 + b"\x80",
+        head("b", "Bool"), b"\x01",
+        head("arr", "Array(LowCardinality(String))"), u64(1), u64(2), lc_data([b"a", b""], [0, 1]),
+        head("m", "Map(LowCardinality(String), String)"), u64(1), u64(2), lc_data([b"k", b""], [0, 1]),
+        b"\x01v\x00",
+    ])  # fmt: skip
+    assert out == expect
+    assert nb.decode_rows(out) == [
         {**row, "t6": row["t6"].replace(tzinfo=UTC), "t3": dt.datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC),
          "nf": 3.0, "arr": ["a", ""]}
     ]  # fmt: skip
+
+
+def test_dictionary_indexes_widen_with_the_number_of_distinct_values() -> None:
+    spec = nb.build_spec(["v"], ["LowCardinality(String)"], {}, "")
+    assert spec is not None
+    for distinct, width in ((256, 1), (257, 2), (65536, 2), (65537, 4)):
+        rows = [{"v": str(i % distinct)} for i in range(distinct + 3)]
+        out = nb.encode_block(rows, spec, None)
+        assert out is not None
+        if nb.native_available:
+            assert out == nb.encode_block_py(rows, spec, None)
+        n = distinct + 3
+        rows_varint = 1 + (n >= 1 << 7) + (n >= 1 << 14)
+        at = 1 + rows_varint + len(head("v", "LowCardinality(String)")) + 8  # after the version prefix
+        assert struct.unpack_from("<QQ", out, at) == ({1: 0, 2: 1, 4: 2}[width] | 0x600, distinct)
+        assert out[-(distinct + 3) * width :][-3 * width :] == b"".join(
+            i.to_bytes(width, "little") for i in range(3)
+        )  # the last three rows reuse the first three keys
+        assert nb.decode_rows(out) == rows
 
 
 def test_missing_keys_take_defaults_and_the_stamp_column_the_stamp() -> None:
@@ -118,7 +175,7 @@ def test_missing_keys_take_defaults_and_the_stamp_column_the_stamp() -> None:
     row["t6"] = None
     out = both([row], stamp)
     assert out is not None
-    back = rb.decode_rows(out, list(TYPES), list(TYPES.values()))[0]
+    back = nb.decode_rows(out)[0]
     assert (back["s"], back["u64"], back["m"], back["t6"]) == ("", 0, {}, stamp)
     # a column with no default and no value is NULL: refused where the column is not Nullable
     del row["f"]
@@ -177,7 +234,7 @@ def test_native_and_reference_agree_on_random_rows(rows: list[dict[str, Any]], s
     out = both(rows, stamp)  # asserts native == reference
     if out is None:
         return
-    back = rb.decode_rows(out, list(TYPES), list(TYPES.values()))
+    back = nb.decode_rows(out)
     assert len(back) == len(rows)
     for r, b in zip(rows, back, strict=True):
         if "u64" in r:
@@ -187,17 +244,23 @@ def test_native_and_reference_agree_on_random_rows(rows: list[dict[str, Any]], s
         if r.get("t9") is not None:
             assert b["t9"] == r["t9"].replace(tzinfo=UTC)
         assert b["b"] == r.get("b") and b["s"] == r.get("s", "")
-    assert b"".join(rb.split_rows(out, list(TYPES), list(TYPES.values()))) == out
+    if rows:
+        assert out[:2] == bytes([len(TYPES), len(rows)])  # one block, whatever the values
 
 
-@native
-def test_native_encoder_rejects_a_malformed_spec_with_a_clear_error() -> None:
+@built
+def test_c_encoder_rejects_a_malformed_spec_with_a_clear_error() -> None:
+    h = head("a", "String")
     with pytest.raises(TypeError, match="spec"):
-        rb._native_encode([{}], [("a", rb.STR, False, 0, None, False)], None)  # a list, not a tuple
+        nb._c_encode([{}], [("a", rb.STR, False, 0, None, False, h, 0)], None)  # a list, not a tuple
+    with pytest.raises(TypeError, match="spec entries"):
+        nb._c_encode([{}], (("a", rb.STR, False, 0, None, False),), None)  # the RowBinary spec's shape
     with pytest.raises(ValueError, match="kind"):
-        rb._native_encode([{}], (("a", 99, False, 0, None, False),), None)
+        nb._c_encode([{}], (("a", 99, False, 0, None, False, h, 0),), None)
     with pytest.raises(ValueError, match="width"):
-        rb._native_encode([{}], (("a", rb.UINT, False, 3, None, False),), None)
+        nb._c_encode([{}], (("a", rb.UINT, False, 3, None, False, h, 0),), None)
+    with pytest.raises(ValueError, match="Nullable"):
+        nb._c_encode([{}], (("a", rb.ARR_STR, True, 0, None, False, h, 0),), None)
 
 
 def workload_rows(n_spans: int = 1000) -> list[dict[str, Any]]:
@@ -211,7 +274,7 @@ def workload_rows(n_spans: int = 1000) -> list[dict[str, Any]]:
     return rows
 
 
-def test_workload_rows_store_the_same_through_rowbinary_as_through_json(store) -> None:
+def test_workload_rows_store_the_same_through_native_blocks_as_through_json(store) -> None:
     """The whole point: the same rows, stored both ways, read back identical (every column)."""
     w = StoreWriter(store)
     assert w.encoded_types("spans") is None and not w.types_learned()  # JSON until the store is asked
@@ -224,13 +287,14 @@ def test_workload_rows_store_the_same_through_rowbinary_as_through_json(store) -
     edge = dict(rows[1], span_id="edge", input_text="é\n\"x\" 🚀\\", tags=["t1", "t2"], attributes={},
                 ttft_ms=12.5, cost_usd=None, max_tokens=None, input_tokens=2**64 - 1, stream=True)  # fmt: skip
     rows.append(edge)
-    rb_body = w.encode("spans", rows, accepted, types)
+    half = len(rows) // 2  # two requests: two blocks, inserted as one body
+    blocks = [w.encode("spans", part, accepted, types) for part in (rows[:half], rows[half:])]
     json_body = w.encode("spans", rows, accepted)
-    assert rb_body is not None and json_body is not None
-    assert rb_body == rb.encode_rows_py(rows, w._spec("spans", types) or (), accepted)
-    assert len(rb_body) < len(json_body)
+    assert blocks[0] is not None and blocks[1] is not None and json_body is not None
+    assert blocks[0] == nb.encode_block_py(rows[:half], w._spec("spans", types) or (), accepted)
+    assert len(blocks[0]) + len(blocks[1]) < len(json_body)
     store.command(f"CREATE TABLE {store.table('spans_json')} AS {store.table('spans')}")
-    w.write_encoded("spans", [rb_body], "t-rb", types, distinct_keys=True)
+    w.write_encoded("spans", blocks, "t-nb", types, distinct_keys=True)
     store.insert_raw("spans_json", json_body, "JSONCompactEachRow",
                      settings={"date_time_input_format": "best_effort"}, columns=_columns("spans"))  # fmt: skip
     cols = ", ".join(f"`{c}`" for c in _columns("spans"))
@@ -248,9 +312,9 @@ def test_workload_rows_store_the_same_through_rowbinary_as_through_json(store) -
 
 
 def test_a_body_in_pieces_is_stored_as_if_it_were_joined(store) -> None:
-    """The writer hands the embedded engine its header and request bodies as pieces, never joined in memory;
-    pieces cut anywhere (inside a row, empty, views, one over the 1 MB the backend reads at a time) store
-    exactly the rows the joined body stores."""
+    """The writer hands the embedded engine its request bodies as pieces, never joined in memory; pieces cut
+    anywhere (inside a value, empty, views, one over the 1 MB the backend reads at a time) store exactly the
+    rows the joined body stores."""
     from monitor.store.client import _Pieces
 
     w = StoreWriter(store)
@@ -260,7 +324,7 @@ def test_a_body_in_pieces_is_stored_as_if_it_were_joined(store) -> None:
     rows = workload_rows(1000)
     body = w.encode("spans", rows, dt.datetime.now(UTC), types)
     assert body is not None and len(body) > 2**21
-    whole = rb.header(_columns("spans") or [], types) + body
+    whole = body
     cuts = [0, 7, 7, 1000, 1001, 1001 + 2**20 + 5, len(whole)]
     pieces = [
         memoryview(whole)[a:b] if i % 2 else bytes(whole[a:b])
@@ -275,7 +339,7 @@ def test_a_body_in_pieces_is_stored_as_if_it_were_joined(store) -> None:
         got.append(bytes(reader.read(4096)))
     assert b"".join(got) == whole and reader.read() == b""
     store.command(f"CREATE TABLE {store.table('spans_joined')} AS {store.table('spans')}")
-    fmt, cols = "RowBinaryWithNamesAndTypes", _columns("spans")
+    fmt, cols = "Native", _columns("spans")
     store.insert_raw("spans", pieces, fmt, columns=cols)
     store.insert_raw("spans_joined", whole, fmt, columns=cols)
     names = ", ".join(f"`{c}`" for c in _columns("spans") or [] if c != "ingested_at")
@@ -288,26 +352,53 @@ def test_a_body_in_pieces_is_stored_as_if_it_were_joined(store) -> None:
     assert store.scalar(f"SELECT count() FROM {store.table('spans')}") == len(rows)
 
 
-def test_a_batch_encoded_for_types_the_table_no_longer_has_is_reencoded_not_lost(store) -> None:
+def test_a_batch_encoded_for_types_the_table_no_longer_has_is_stored_not_lost(store) -> None:
+    """A block names its columns' types: the engine converts one encoded before the table was altered. A
+    store that refuses the block instead (servers without Native type conversion) gets the rows as JSON."""
     w = StoreWriter(store)
     assert w.learn_types()
     types = w.encoded_types("feedback")
     assert types is not None
-    rows = [{"trace_id": "t", "kind": "thumbs", "value": 1.0, "feedback_id": f"f{i}"} for i in range(3)]
+    rows = [{"trace_id": "t", "kind": "thumbs", "value": 1.5, "feedback_id": f"f{i}"} for i in range(3)]
     body = w.encode("feedback", rows, dt.datetime.now(UTC), types)
     assert body is not None
     # the table changes under the writer: a column's type is widened
     col = next(c for c, t in zip(_columns("feedback") or [], types, strict=True) if t == "Float64")
     store.command(f"ALTER TABLE {store.table('feedback')} MODIFY COLUMN `{col}` Nullable(Float64)")
-    w.write_encoded("feedback", [body], "tok", types)  # header refused by the engine → rows → JSON → stored
-    assert sorted(r["feedback_id"] for r in store.rows(f"SELECT feedback_id FROM {store.table('feedback')}")) == [
-        "f0", "f1", "f2",
-    ]  # fmt: skip
+    w.write_encoded("feedback", [body], "tok", types)
+    got = store.rows(f"SELECT feedback_id, `{col}` AS v FROM {store.table('feedback')} ORDER BY feedback_id")
+    assert got == [{"feedback_id": f"f{i}", "v": 1.5} for i in range(3)]
+
+    from monitor.store.client import StoreError
+
+    class NoConversion(type(store)):  # type: ignore[misc]
+        """The same engine, refusing Native inserts the way a server without type conversion does."""
+
+        def insert_raw(self, table, data, fmt, settings=None, columns=None):  # type: ignore[no-untyped-def]
+            if fmt == "Native":
+                raise StoreError(
+                    f"insert into {table} failed: Code: 53. DB::Exception: Type mismatch for column {col}. "
+                    "(TYPE_MISMATCH)"
+                )
+            return super().insert_raw(table, data, fmt, settings, columns)
+
+    store.__class__ = NoConversion
+    try:
+        rows2 = [dict(r, feedback_id=f"g{i}") for i, r in enumerate(rows)]
+        body2 = w.encode("feedback", rows2, dt.datetime.now(UTC), types)
+        assert body2 is not None
+        w.write_encoded("feedback", [body2], "tok2", types)  # refused → rows read back → JSON → stored
+    finally:
+        store.__class__ = NoConversion.__mro__[1]
+    got = store.rows(
+        f"SELECT feedback_id, `{col}` AS v FROM {store.table('feedback')} WHERE feedback_id LIKE 'g%'"
+    )
+    assert sorted(r["feedback_id"] for r in got) == ["g0", "g1", "g2"] and {r["v"] for r in got} == {1.5}
     new = w.encoded_types("feedback")  # relearned after that insert landed
     assert new is not None and new != types and new[types.index("Float64")] == "Nullable(Float64)"
 
 
-def test_every_collector_table_is_encoded_as_rowbinary(store) -> None:
+def test_every_collector_table_is_encoded_as_native_blocks(store) -> None:
     w = StoreWriter(store)
     assert w.learn_types()
     for table in TABLE_DEFAULTS:
@@ -405,7 +496,7 @@ def test_a_binary_batch_with_a_row_the_store_refuses_is_bisected_and_that_row_qu
     q = json.loads(line)
     assert q["table"] == "spans" and "CANNOT_PARSE_TEXT" in q["error"]
     assert q["row"]["span_id"] == rows[7]["span_id"] and q["row"]["output_text"] == "POISON"
-    assert q["row"]["input_tokens"] == rows[7]["input_tokens"]  # decoded from RowBinary, typed
+    assert q["row"]["input_tokens"] == rows[7]["input_tokens"]  # decoded from the Native block, typed
     assert ("binary", 0) not in w.inserts and w.inserts[0][0] == "binary"
     assert bw.stats().quarantined_by_table == {"spans": 1}
 
@@ -433,3 +524,34 @@ def test_a_store_refusing_to_tell_its_types_gets_json_rows_an_unreachable_one_is
     w = StoreWriter(down)  # type: ignore[arg-type]
     assert not w.learn_types() and not w.types_learned() and w.encoded_types("spans") is None
     assert not w.learn_types() and down.asked == 2
+
+
+def test_the_engine_reads_our_blocks_and_we_read_the_engines(store) -> None:
+    """Every column kind, NULLs, rows whose arrays and maps are all empty (a dictionary column with no
+    values), and a dictionary over 256 keys: inserted as our blocks, read back equal; and the engine's
+    own Native output (its dictionaries hold the default key first) decodes to the same rows."""
+    table = store.table("kinds")
+    cols = ", ".join(f"`{c}` {t}" for c, t in TYPES.items())
+    store.command(f"CREATE TABLE {table} ({cols}, `n` UInt32) ENGINE = MergeTree ORDER BY n")
+    spec = nb.build_spec([*TYPES, "n"], [*TYPES.values(), "UInt32"], DEFAULTS, "t6")
+    assert spec is not None
+    empty = [full_row(n=i, arr=[], m={}, ns=None, nf=None, nu32=None) for i in range(3)]
+    many = [
+        full_row(n=100 + i, lc=f"v{i}", arr=[f"a{i}", "x"], m={f"k{i % 300}": str(i)}) for i in range(600)
+    ]
+    blocks = [nb.encode_block(rows, spec, None) for rows in (empty, many)]
+    assert blocks[0] is not None and blocks[1] is not None
+    store.insert_raw("kinds", blocks, "Native", columns=[*TYPES, "n"])
+    expect = [
+        {**r, "t6": r["t6"].replace(tzinfo=UTC), "t3": dt.datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=UTC),
+         "arr": list(r["arr"])}
+        for r in empty + many
+    ]  # fmt: skip
+    got = store.rows(f"SELECT * FROM {table} ORDER BY n")
+    for row in got:  # the engine hands naive datetimes and tz-aware ones alike: compare instants
+        for k in ("t9", "t6", "t3"):
+            if row[k].tzinfo is None:
+                row[k] = row[k].replace(tzinfo=UTC)
+    assert len(got) == len(expect) and got == expect
+    engine_written = store.client().raw_query(f"SELECT * FROM {table} ORDER BY n FORMAT Native")
+    assert nb.decode_rows(engine_written) == expect
