@@ -10,7 +10,7 @@ Three measurements in one run, printed as a table and written to ``benchmarks/re
    store is checked from another process (``monitor.cli query``): stored count == sent count, token sums
    and a sample of rows match the generated data.
 2. **Raw insert ceiling.** A separate process opens a fresh store and inserts the same normalized rows,
-   encoded beforehand as the collector encodes them (RowBinary for the live column types, the collector's
+   encoded beforehand as the collector encodes them (Native blocks of the live column types, the collector's
    insert settings), in collector-sized batches: no HTTP, decode, normalization or encoding is timed, only
    the engine. The native column insert (``Store.insert_columns``) is timed too, for reference.
 3. **Stage costs.** The same process times each collector stage on one thread (decode, normalize, the
@@ -311,7 +311,7 @@ def raw_phase_main(args: argparse.Namespace) -> None:
     writer = StoreWriter(store)
     writer.learn_types()  # what the collector's writer thread does at start
     types = writer.encoded_types("spans")
-    # what the request thread does next (SpooledBatchWriter.submit): the rows → RowBinary (or JSON), once
+    # what the request thread does next (SpooledBatchWriter.submit): the rows → a Native block (or JSON), once
     stamp = dt.datetime.now(dt.timezone.utc)
     encoded = measure("encode", lambda: [writer.encode("spans", req, stamp, types) for req in per_request])
     assert all(b is not None for b in encoded)
@@ -335,7 +335,7 @@ def raw_phase_main(args: argparse.Namespace) -> None:
     body_chunks = [encoded[i : i + per_insert] for i in range(0, len(encoded), per_insert)]
     insert_all("store_write", lambda c: writer.write_encoded("spans", c, None, types, distinct), body_chunks)
     # the ceiling: the cheapest insert of the same rows we know, its bytes prepared beforehand, only the
-    # engine timed: RowBinary with the collector's settings
+    # engine timed: Native blocks with the collector's settings
     prebuilt = [b"".join(c) for c in body_chunks]
     insert_all(
         "ceiling", lambda body: writer.write_encoded("spans", (body,), None, types, distinct), prebuilt
@@ -364,12 +364,12 @@ def raw_phase_main(args: argparse.Namespace) -> None:
                 "stages_wall_us_per_span": {k: wall[k] / n * 1e6 for k in stages},
                 "stages_thread_cpu_us_per_span": {k: thread[k] / n * 1e6 for k in stages},
                 "ceiling_method": "prebuilt "
-                + ("RowBinary, collector insert settings" if types else "JSONCompactEachRow"),
+                + ("Native blocks, collector insert settings" if types else "JSONCompactEachRow"),
                 "ceiling_spans_per_s": n / wall["ceiling"],
                 "ceiling_cpu_us_per_span": cpu["ceiling"] / n * 1e6,
                 "insert_columns_spans_per_s": n / wall["insert_columns"],
                 "insert_columns_cpu_us_per_span": cpu["insert_columns"] / n * 1e6,
-                "encoding": "RowBinary" if types else "JSONCompactEachRow",
+                "encoding": "Native" if types else "JSONCompactEachRow",
                 "stored_last": stored,
                 "native": native,
             }
