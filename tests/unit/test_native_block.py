@@ -555,3 +555,26 @@ def test_the_engine_reads_our_blocks_and_we_read_the_engines(store) -> None:
     assert len(got) == len(expect) and got == expect
     engine_written = store.client().raw_query(f"SELECT * FROM {table} ORDER BY n FORMAT Native")
     assert nb.decode_rows(engine_written) == expect
+
+
+def test_a_nullable_datetime_column_writes_zero_ticks_under_null(store) -> None:
+    """The alerts table's ``resolved_at``: NULL rows hold 0 ticks under a null map byte of 1."""
+    spec = nb.build_spec(["at", "n"], ["Nullable(DateTime64(6, 'UTC'))", "UInt8"], {}, "")
+    assert spec is not None
+    when = dt.datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+    rows = [{"at": None, "n": 0}, {"at": when, "n": 1}]
+    out = nb.encode_block(rows, spec, None)
+    if nb.native_available:
+        assert out == nb.encode_block_py(rows, spec, None)
+    us = (when.replace(tzinfo=None) - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
+    assert out == b"".join([
+        b"\x02\x02", head("at", "Nullable(DateTime64(6, 'UTC'))"), b"\x01\x00", b"\x00" * 8, us.to_bytes(8, "little"),
+        head("n", "UInt8"), b"\x00\x01",
+    ])  # fmt: skip
+    assert nb.decode_rows(out) == rows
+    assert nb.encode_block([{"at": "2026-01-01", "n": 0}], spec, None) is None  # a string is not a datetime
+    table = store.table("nullable_at")
+    store.command(f"CREATE TABLE {table} (`at` Nullable(DateTime64(6, 'UTC')), `n` UInt8) ENGINE = Memory")
+    store.insert_raw("nullable_at", [out], "Native", columns=["at", "n"])
+    got = store.rows(f"SELECT toUnixTimestamp64Micro(at) AS us, n FROM {table} ORDER BY n")
+    assert got == [{"us": None, "n": 0}, {"us": us, "n": 1}]
