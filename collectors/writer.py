@@ -217,8 +217,8 @@ class StoreWriter(Writer):
         # arrays, one orjson call per row) and read by the engine outside the GIL. clickhouse-connect's
         # column insert costs far more GIL time per row (column building + serialization in Python), and
         # the GIL is what bounds the collector (benchmarks/collector_throughput.py). Stored values are
-        # identical; rows neither encoding takes (int beyond 64 bits, lone surrogate…) go that way. Note: a NaN/inf
-        # float becomes NULL (or the column default) on the JSON path.
+        # identical; rows neither encoding takes (int beyond 64 bits, lone surrogate…) go that way.
+        # Note: a NaN/inf float becomes NULL (or the column default) on the JSON path.
         stamp = _dt.datetime.now(_dt.timezone.utc)
         types = self.encoded_types(table)
         body = self.encode(table, rows, stamp, types) if types else None
