@@ -306,8 +306,3 @@ def decode_rows(body: bytes | memoryview) -> list[Row]:
                 row[name] = v
         rows.extend(block)
     return rows
-
-
-def count_rows(body: bytes | memoryview) -> int:
-    """How many rows concatenated blocks hold (decodes them: for tests and bisection, not the hot path)."""
-    return len(decode_rows(body))

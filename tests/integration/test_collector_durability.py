@@ -268,7 +268,7 @@ CRASH_AFTER_INSERT = textwrap.dedent(
         if types is None:
             n = sum(bytes(b).count(b"\\n") for b in bodies)
         else:  # Native blocks (the store's types were learned at start)
-            n = native.count_rows(b"".join(bytes(b) for b in bodies))
+            n = len(native.decode_rows(b"".join(bytes(b) for b in bodies)))
         print(f"inserted {n} rows ({'binary' if types else 'json'})", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
 
