@@ -363,7 +363,7 @@ class SpooledBatchWriter(BatchWriter):
                             break
                         if self._pending_rows >= self.batch_size:
                             break
-                        wait = self.flush_interval - (time.monotonic() - self._cache[0].at)
+                        wait = self._wait_locked(self._cache[0].at, self._cache[-1].at)
                         if wait <= 0:
                             break
                         self._cond.wait(wait)

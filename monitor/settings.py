@@ -176,7 +176,12 @@ FIELDS: tuple[Field, ...] = (
         "Rows per store insert (chDB pays ~70 ms per insert, so large batches are far cheaper per row): "
         "a batch is written when it holds this many rows...",
     ),
-    Field("flush_interval", _as_float(0.01), 1.0, "...or when its oldest row is this many seconds old."),
+    Field(
+        "flush_interval",
+        _as_float(0.01),
+        1.0,
+        "...or when its oldest row is this many seconds old, or (1,000 rows or more) 50 ms after the last one came.",
+    ),
     Field(
         "queue_max_rows",
         _as_int(1, 100_000_000),

@@ -40,6 +40,33 @@ def test_flushes_full_batches_at_once_and_the_rest_after_the_interval():
     assert bw.close(1)
 
 
+def test_a_burst_of_idle_min_rows_goes_once_arrivals_stop_a_trickle_waits_for_the_interval():
+    mem = MemoryWriter()
+    sizes: list[int] = []
+    orig = mem.write
+    mem.write = lambda table, batch, token=None: (sizes.append(len(batch)), orig(table, batch))  # type: ignore[method-assign]
+    bw = BatchWriter(
+        mem, batch_size=10_000, flush_interval=60, max_rows=100_000, idle_seconds=0.2, idle_min_rows=100
+    )
+    bw.start()
+    assert bw.offer(rows(60))
+    time.sleep(0.6)  # 60 rows: under idle_min_rows, so only the (60 s) interval would write them
+    assert (len(mem.rows()), bw.queue_depth) == (0, 60)
+    t0 = time.monotonic()
+    assert bw.offer(rows(50, 60))  # 110 rows now: written once nothing more came for 0.2 s
+    wait_for(lambda: len(mem.rows()) == 110, timeout=20)
+    assert time.monotonic() - t0 >= 0.19
+    assert sizes == [110]  # one insert, in order
+    assert [r["i"] for r in mem.rows()] == list(range(110))
+    assert bw.close(1)
+
+
+def test_the_idle_rule_never_waits_longer_than_the_interval():
+    bw = BatchWriter(MemoryWriter(), batch_size=100, flush_interval=0.01, max_rows=1000)
+    assert (bw.idle_seconds, bw.idle_min_rows) == (0.01, 1000)  # capped at flush_interval
+    assert BatchWriter(MemoryWriter()).idle_seconds == 0.05
+
+
 def test_batches_span_several_offers_and_are_cut_at_batch_size():
     mem = MemoryWriter()
     sizes: list[int] = []

@@ -188,6 +188,28 @@ def test_rows_round_trip_and_foreign_classes_are_refused() -> None:
         decode_rows(pickle.dumps(("spans", [Path("/")])))
 
 
+def test_spooled_writer_stores_a_finished_burst_after_the_idle_time_not_the_interval(tmp_path: Path) -> None:
+    mem = MemoryWriter()
+    bw = SpooledBatchWriter(mem, Spool(tmp_path, max_bytes=1 << 22), batch_size=10_000, flush_interval=60,
+                            max_rows=100_000, idle_seconds=0.2, idle_min_rows=100)  # fmt: skip
+    bw.start()
+    try:
+        assert bw.offer([{"i": i} for i in range(60)])
+        time.sleep(0.6)  # under idle_min_rows: waits for the 60 s interval
+        assert (len(mem.rows()), bw.stats().written) == (0, 0)
+        t0 = time.monotonic()
+        assert bw.offer([{"i": i} for i in range(60, 110)])
+        deadline = time.monotonic() + 20
+        while len(mem.rows()) < 110 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert time.monotonic() - t0 >= 0.19
+        assert [r["i"] for r in mem.rows()] == list(range(110))
+        assert len(mem.tokens) == 1  # both records in one insert
+        assert bw.spool.stats().pending_items == 0  # and committed
+    finally:
+        assert bw.close(5)
+
+
 def test_writer_replays_an_unfinished_range_with_the_same_token(tmp_path: Path) -> None:
     """Crash between the insert and the checkpoint: the replay carries the same token and is dropped."""
     mem = MemoryWriter()
