@@ -456,6 +456,50 @@ def test_instrument_and_uninstrument_are_idempotent_and_restore() -> None:
     assert not inst.active
 
 
+def test_patched_methods_look_like_the_originals_and_both_dispatches_record_the_same_span(
+    server: FakeOpenAIServer, client: openai.OpenAI
+) -> None:
+    import inspect
+
+    import wrapt
+    from openai.resources.chat.completions.completions import AsyncCompletions, Completions
+
+    from monitor.instrumentation import base
+
+    sync_original, async_original = vars(Completions)["create"], vars(AsyncCompletions)["create"]
+    seen: dict[bool, list[tuple[str, dict[str, Any]]]] = {}
+    for plain in (True, False):
+        base.PLAIN_METHODS = plain
+        try:
+            with recording(service_name="test", instrument=["openai"]) as r:
+                patched, apatched = vars(Completions)["create"], vars(AsyncCompletions)["create"]
+                # plain functions of ours on the class (cheaper to call); wrapt's proxy when switched off
+                assert isinstance(patched, wrapt.FunctionWrapper) is (not plain)
+                assert type(patched).__name__ == ("function" if plain else "FunctionWrapper")
+                for p, o in ((patched, sync_original), (apatched, async_original)):
+                    assert (p.__name__, p.__doc__, p.__wrapped__) == (o.__name__, o.__doc__, o)
+                    assert inspect.signature(p) == inspect.signature(o)
+                    assert inspect.iscoroutinefunction(p) is inspect.iscoroutinefunction(o)
+                kw: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+                a = client.chat.completions.create(**kw)
+                b = Completions.create(client.chat.completions, **kw)  # called through the class
+                aclient = openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
+                c = asyncio.run(aclient.chat.completions.create(**kw))  # a fresh client per event loop
+                assert all(x.choices[0].message.content for x in (a, b, c))
+                spans = r.spans()
+        finally:
+            base.PLAIN_METHODS = True
+        reset_global_tracer_provider()
+        assert (vars(Completions)["create"], vars(AsyncCompletions)["create"]) == (
+            sync_original,
+            async_original,
+        )
+        drop = {sc.GEN_AI_RESPONSE_ID, sc.SERVER_PORT}
+        seen[plain] = [(s.name, {k: v for k, v in s.attributes.items() if k not in drop}) for s in spans]
+        assert len(seen[plain]) == 3 and all(name == "chat gpt-4o-mini" for name, _ in seen[plain])
+    assert seen[True] == seen[False]
+
+
 def test_shutdown_uninstruments(client: openai.OpenAI) -> None:
     from openai.resources.chat.completions.completions import Completions
 
