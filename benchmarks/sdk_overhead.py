@@ -654,9 +654,10 @@ def run_interleaved(
 def decompose_ours(arms: list[Arm], chat_client: openai.OpenAI, pairs: int) -> dict[str, float]:
     """Where our added time goes, call by call against the bare call: the SDK call made *inside* our
     wrapper (does our code slow the SDK's own work?), our steps before it (``FastPath.begin``) and after it
-    (``_complete``), and the dispatch from the app's ``create(...)`` to our wrapper (wrapt's bound wrapper,
-    the partial). Caller-thread CPU, GC off while timed; the four extra clock reads (≈ 1 µs each on this VM)
-    inflate the parts slightly, not the inner-minus-bare figure."""
+    (``_complete``), and the dispatch from the app's ``create(...)`` to our wrapper (our plain method on the
+    SDK class since session 7, wrapt's bound wrapper before; the partial). Caller-thread CPU, GC off while
+    timed; the four extra clock reads (≈ 1 µs each on this VM) inflate the parts slightly, not the
+    inner-minus-bare figure."""
     from monitor.instrumentation import openai as ours_mod
 
     cls = ours_mod.OpenAIInstrumentor
