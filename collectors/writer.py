@@ -5,10 +5,11 @@ unreachable store never holds an HTTP request; when the queue is full ``offer`` 
 answers 503 + Retry-After, pushing back on exporters instead of losing data. One daemon thread groups rows
 into store-sized batches (``batch_size`` rows, or whatever waited ``flush_interval``) because ClickHouse
 wants few large inserts. A batch of at least :data:`IDLE_MIN_ROWS` rows also goes as soon as nothing has
-arrived for :data:`IDLE_SECONDS`: when a burst is over, waiting out the interval cannot grow it. A failed insert keeps its batch and retries with capped exponential backoff,
-unless the store refused it for its *data* (:meth:`Writer.is_data_error`): then the batch is bisected until
-the offending rows are isolated; those are set aside in a quarantine file (``quarantine.jsonl`` in the
-spool directory) and counted, and the rest is stored, so one bad row cannot block every later write.
+arrived for :data:`IDLE_SECONDS`: when a burst is over, waiting out the interval cannot grow it. A failed
+insert keeps its batch and retries with capped exponential backoff, unless the store refused it for its
+*data* (:meth:`Writer.is_data_error`): then the batch is bisected until the offending rows are isolated;
+those are set aside in a quarantine file (``quarantine.jsonl`` in the spool directory) and counted, and
+the rest is stored, so one bad row cannot block every later write.
 
 This class alone keeps accepted rows in memory only (``spool_dir: off``). The collector normally runs its
 durable subclass, :class:`collectors.spooled_writer.SpooledBatchWriter`, which puts every accepted request in
