@@ -476,7 +476,6 @@ class BatchWriter:
         self._cond = threading.Condition()
         self._pending: dict[str, deque[tuple[float, list[Row]]]] = {}
         self._pending_rows = 0  # waiting for a batch
-        self._last_arrival = 0.0  # monotonic time of the latest accepted request
         self._depth = 0  # waiting + in flight
         self._closing = False
         self._flush_requested = False
@@ -537,8 +536,7 @@ class BatchWriter:
             if self._closing or (self._depth + n > self.max_rows and self._depth > 0):
                 return self._refuse_locked("closing" if self._closing else "queue_full", n)
             was_empty = self._pending_rows == 0
-            self._last_arrival = now = time.monotonic()
-            self._pending.setdefault(table, deque()).append((now, rows))
+            self._pending.setdefault(table, deque()).append((time.monotonic(), rows))
             self._pending_rows += n
             self._depth += n
             self._received += n
@@ -640,7 +638,7 @@ class BatchWriter:
                         self._flush_requested = False
                         self._cond.wait()
                         continue
-                    wait = self._wait_locked(self._oldest(), self._last_arrival)
+                    wait = self._wait_locked(self._oldest(), self._latest())
                     if wait <= 0:
                         break
                     self._cond.wait(wait)
@@ -658,6 +656,9 @@ class BatchWriter:
 
     def _oldest(self) -> float:
         return min(q[0][0] for q in self._pending.values() if q)
+
+    def _latest(self) -> float:
+        return max(q[-1][0] for q in self._pending.values() if q)
 
     def _take(self) -> tuple[str, list[Row]]:
         """Up to batch_size rows of the table whose oldest chunk waited longest (lock held)."""
