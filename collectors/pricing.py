@@ -377,15 +377,48 @@ class Pricer:
         return None
 
     def apply(self, rows: list[dict[str, Any]]) -> None:
-        """Price every row of one request in place and count what stayed unpriced."""
+        """Price every row of one request in place and count what stayed unpriced.
+
+        The usual row (a fresh one from the normalizers: every column present, nothing priced yet, none of
+        the attribute keys above) takes an inlined copy of :meth:`price_row`'s path, its price resolved once
+        per (response model, request model, model) in the request; anything else goes through
+        :meth:`price_row`. Same results either way (``tests/unit/test_pricing.py`` compares them).
+        """
         unpriced: dict[tuple[str, str], int] = {}
         priced = {SOURCE_PROVIDER: 0, SOURCE_PRICE_TABLE: 0}
+        n_table = 0
+        memo: dict[tuple[str, str, str], Price | None] = {}
+        lookup = self.table.lookup
         for row in rows:
+            try:
+                usual = (
+                    not row["cost_source"]
+                    and row["cost_usd"] is None
+                    and (not (attrs := row["attributes"]) or _ANY_KEY.isdisjoint(attrs))
+                )
+            except KeyError:
+                usual = False
+            if usual:
+                if row["kind"] not in PRICED_KINDS:
+                    continue
+                inp, out = row["input_tokens"], row["output_tokens"]
+                if inp or out:
+                    names = (row["response_model"], row["request_model"], row["model"])
+                    try:
+                        price = memo[names]
+                    except KeyError:
+                        price = memo[names] = lookup(names[0]) or lookup(names[1]) or lookup(names[2])
+                    if price is not None:
+                        row["cost_usd"] = price.cost(inp, out, row["cache_read_tokens"], row["cache_write_tokens"])
+                        row["cost_source"] = SOURCE_PRICE_TABLE
+                        n_table += 1
+                        continue
             miss = self.price_row(row)
             if miss is not None:
                 unpriced[miss] = unpriced.get(miss, 0) + 1
             elif row.get("cost_source"):
                 priced[row["cost_source"]] += 1
+        priced[SOURCE_PRICE_TABLE] += n_table
         if not unpriced and not priced[SOURCE_PROVIDER] and not priced[SOURCE_PRICE_TABLE]:
             return
         with self._lock:

@@ -88,6 +88,8 @@ LLM_MONITOR_PROMPT_VARIABLES = "llm_monitor.prompt.variables"  # JSON object
 LLM_MONITOR_TAGS = "llm_monitor.tags"  # string[]
 LLM_MONITOR_METADATA_PREFIX = "llm_monitor.metadata."
 LLM_MONITOR_PROJECT = "llm_monitor.project"  # resource attribute: which project the app reports to
+# what our own instrumentation failed to record on this span (its bug, logged once): "request_attributes"
+LLM_MONITOR_TELEMETRY_ERROR = "llm_monitor.telemetry.error"
 
 # Instrumentation scope names our SDK uses (the collector recognises its own spans by them too).
 SCOPE_PREFIX = "llm_monitor"

@@ -42,7 +42,7 @@ from monitor import semconv as sc
 from monitor._guard import guard
 from monitor.instrumentation import _anthropic_extract as ex
 from monitor.instrumentation._deferred import FINISHER, FastPath, PendingCall
-from monitor.instrumentation._genai import LLMCall
+from monitor.instrumentation._genai import LLMCall, degraded_request_attributes
 from monitor.instrumentation._stream import AsyncStreamProxy, StreamState, SyncStreamProxy, defer_stream
 from monitor.instrumentation.base import Instrumentor, snapshot_kwargs
 
@@ -55,6 +55,16 @@ _SDK_SPAN_FUNCTION = "start_api_call_span"
 
 # The call of ours whose SDK request is running in this context (set only around the provider call).
 _CURRENT: ContextVar[LLMCall | PendingCall | None] = ContextVar("llm_monitor_anthropic_call", default=None)
+
+
+def _request_attributes(resource: Any, kwargs: Mapping[str, Any], capture: bool, stream: bool) -> dict[str, Any]:
+    """The Messages call's request attributes; degraded ones when our extractor raises (logged once)."""
+    try:
+        return ex.request_attributes(resource, kwargs, capture, stream=stream)
+    except Exception:
+        with guard("anthropic.chat.request"):
+            raise
+        return degraded_request_attributes(sc.OP_CHAT, "llm", sc.PROVIDER_ANTHROPIC, kwargs)
 
 
 class AnthropicInstrumentor(Instrumentor):
@@ -108,7 +118,7 @@ class AnthropicInstrumentor(Instrumentor):
             return None
         with guard("anthropic.chat.request"):
             capture = self.capture_content
-            attrs = ex.request_attributes(resource, kwargs, capture, stream=stream)
+            attrs = _request_attributes(resource, kwargs, capture, stream)
             model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
             return LLMCall.start(self.tracer, f"chat {model}" if model else "chat", attrs, capture)
         return None
@@ -157,7 +167,7 @@ class AnthropicInstrumentor(Instrumentor):
             if fast is None:
                 return None
             capture = self.capture_content
-            attrs = ex.request_attributes(resource, kwargs, capture, stream=stream)
+            attrs = _request_attributes(resource, kwargs, capture, stream)
             model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
             span = fast.start_span(
                 pending, f"chat {model}" if model else "chat", attrs, trace.SpanKind.CLIENT

@@ -46,7 +46,7 @@ from monitor.instrumentation import _openai_extract as ex
 from monitor.instrumentation import _openai_raw as raw
 from monitor.instrumentation import _openai_responses as rx
 from monitor.instrumentation._deferred import FINISHER, FastPath, PendingCall
-from monitor.instrumentation._genai import LLMCall
+from monitor.instrumentation._genai import LLMCall, degraded_request_attributes
 from monitor.instrumentation._stream import (
     Accumulator,
     AsyncStreamProxy,
@@ -159,8 +159,13 @@ class OpenAIInstrumentor(Instrumentor):
     # -- shared steps (every one guarded; the user's call runs outside them) -------------------------
 
     def _request(self, op: Operation, resource: Any, kwargs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        attrs = ex.common_request_attributes(op.name, op.kind, resource, kwargs)
-        attrs.update(op.request(kwargs, self.capture_content))
+        try:
+            attrs = ex.common_request_attributes(op.name, op.kind, resource, kwargs)
+            attrs.update(op.request(kwargs, self.capture_content))
+        except Exception:  # our extractor's bug: logged once, and the call is still recorded
+            with guard(f"openai.{op.name}.request"):
+                raise
+            attrs = degraded_request_attributes(op.name, op.kind, sc.PROVIDER_OPENAI, kwargs)
         model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
         return (f"{op.name} {model}" if model else op.name), attrs
 

@@ -334,3 +334,49 @@ def test_shipped_table_is_dated_sourced_and_covers_the_big_providers() -> None:
     # Anthropic entries carry their cache read price (a tenth of input)
     sonnet = table.lookup("claude-sonnet-4")
     assert sonnet is not None and sonnet.cached_input == pytest.approx(sonnet.input / 10)
+
+
+def test_batch_fast_path_prices_exactly_as_price_row_does() -> None:
+    """``apply`` inlines the usual row's path: every mix of kind, models, usage, status, a preset cost or
+    source, cache/cost attribute keys and partial rows gives the rows and counters ``price_row`` gives."""
+    import itertools
+    import random
+
+    rng = random.Random(11)
+    models = ("gpt-4o-mini", "claude-sonnet-4-5", "mystery-llm", "")
+    variants = []
+    for kind, resp, req, tokens, status, preset, attrs in itertools.product(
+        ("llm", "embedding", "chain"),
+        models,
+        models,
+        ((0, 0), (1200, 300), (0, 40)),
+        ("ok", "error"),
+        (None, ("cost", 0.5), ("cost", 0.0), ("source", "provider")),
+        ({}, {"server.port": "443"}, {"gen_ai.usage.cache_read_input_tokens": "100"}, {"gen_ai.usage.cost": "0.25"}),
+    ):
+        extra: dict[str, Any] = {"status": status, "attributes": dict(attrs)}
+        if preset is not None and preset[0] == "cost":
+            extra["cost_usd"] = preset[1]
+        elif preset is not None:
+            extra["cost_usd"], extra["cost_source"] = 0.1, preset[1]
+        variants.append(llm(resp, request=req, inp=tokens[0], out=tokens[1], kind=kind, **extra))
+    variants.append({"kind": "llm", "response_model": "gpt-4o", "input_tokens": 10})  # partial row
+    rng.shuffle(variants)
+    fast, slow = Pricer(PriceTable.load()), Pricer(PriceTable.load())
+    got = [dict(r, attributes=dict(r.get("attributes", {}))) for r in variants]
+    want = [dict(r, attributes=dict(r.get("attributes", {}))) for r in variants]
+    for i in range(0, len(got), 37):  # several requests, so the per-request memo starts over
+        fast.apply(got[i : i + 37])
+    unpriced: dict[tuple[str, str], int] = {}
+    sources: dict[str, int] = {"provider": 0, "price_table": 0}
+    for row in want:  # the reference: price_row on each row, counted as apply counts
+        miss = slow.price_row(row)
+        if miss is not None:
+            unpriced[miss] = unpriced.get(miss, 0) + 1
+        elif row.get("cost_source"):
+            sources[row["cost_source"]] += 1
+    assert got == want
+    assert sources["price_table"] > 100 and sources["provider"] > 100 and len(unpriced) == 5
+    assert fast.unpriced() == unpriced
+    for src, n in sources.items():
+        assert f'p_priced_spans_total{{source="{src}"}} {n}' in fast.metric_lines("p_")

@@ -608,30 +608,38 @@ def test_internal_error_in_extraction_does_not_break_the_call(
     assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
 
 
-def test_internal_error_in_the_request_extractor_loses_only_the_span(
-    rec: SpanRecorder, client: anthropic.Anthropic, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("defer", ["1", "0"])
+def test_internal_error_in_the_request_extractor_still_records_the_call(
+    client: anthropic.Anthropic, monkeypatch: pytest.MonkeyPatch, defer: str
 ) -> None:
+    """Our request extractor raising loses the request attributes only: our span (which replaces the SDK's
+    own call span as usual) keeps its name, model, usage, response and status, marked with
+    llm_monitor.telemetry.error; logged once. Deferred ("1", built on the finisher) and eager ("0")."""
+    monkeypatch.setenv("LLM_MONITOR_DEFER", defer)
     monkeypatch.delenv(_guard.RAISE_INTERNAL_ENV, raising=False)
     monkeypatch.setattr(_anthropic_extract, "input_messages", lambda *a: 1 / 0)
     before = _guard.internal_error_count()
-    assert client.messages.create(**create_kwargs()).content[0].text == REPLY
-    # The span is built after the call, on the finisher thread, where the bug surfaces: the call had
-    # already handed the SDK our stand-in instead of its own span, so it ends up with no span at all.
-    assert rec.spans() == []
-    assert _guard.internal_error_count() - before == 1
-
-
-def test_internal_error_before_an_eager_call_keeps_the_sdks_span(
-    client: anthropic.Anthropic, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LLM_MONITOR_DEFER", "0")  # spans built on the app's thread
-    monkeypatch.delenv(_guard.RAISE_INTERNAL_ENV, raising=False)
-    monkeypatch.setattr(_anthropic_extract, "input_messages", lambda *a: 1 / 0)
     with recording(service_name="test", instrument=["anthropic"]) as r:
-        assert client.messages.create(**create_kwargs()).content[0].text == REPLY
-        # no span of ours, so nothing replaces the SDK's own call span
-        assert [s.instrumentation_scope.name for s in r.spans()] == ["com.anthropic.sdk.python"]
+        msg = client.messages.create(**create_kwargs())
+        assert msg.content[0].text == REPLY
+        (span,) = r.spans()
     reset_global_tracer_provider()
+    assert span.instrumentation_scope.name == "llm_monitor.anthropic"
+    assert span.name == f"chat {MODEL}"
+    assert span.status.status_code is StatusCode.UNSET
+    a = dict(span.attributes)
+    assert {k: a[k] for k in list(a)[:5]} == {
+        sc.GEN_AI_OPERATION_NAME: "chat",
+        sc.GEN_AI_PROVIDER_NAME: "anthropic",
+        sc.LLM_MONITOR_SPAN_KIND: "llm",
+        sc.LLM_MONITOR_TELEMETRY_ERROR: "request_attributes",
+        sc.GEN_AI_REQUEST_MODEL: MODEL,
+    }
+    assert sc.GEN_AI_INPUT_MESSAGES not in a and sc.GEN_AI_SYSTEM_INSTRUCTIONS not in a
+    assert a[sc.GEN_AI_RESPONSE_ID] == msg.id
+    assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == msg.usage.input_tokens
+    assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == msg.usage.output_tokens
+    assert _guard.internal_error_count() - before == 1
 
 
 def test_internal_error_raises_under_test_flag(

@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import monitor
-from monitor import _guard
+from monitor import _guard, _tracing
 from monitor import semconv as sc
 from monitor.demo.fake_openai import FakeOpenAIServer, count_message_tokens, count_tokens
 from monitor.instrumentation import _openai_extract
@@ -538,14 +538,40 @@ def test_internal_error_in_extraction_does_not_break_the_call(
     assert len(logged) == 1  # once per call site
 
 
-def test_internal_error_before_the_call_skips_the_span(
-    rec: SpanRecorder, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("defer", ["1", "0"])
+def test_internal_error_in_the_request_extractor_still_records_the_call(
+    client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch, defer: str
 ) -> None:
+    """Our request extractor raising loses the request attributes only: the span keeps its name, model,
+    usage (so its cost), response and status, marked with llm_monitor.telemetry.error; logged once."""
+    monkeypatch.setenv("LLM_MONITOR_DEFER", defer)  # "1": built on the finisher thread, "0": on the app's
     monkeypatch.delenv(_guard.RAISE_INTERNAL_ENV, raising=False)
     monkeypatch.setattr(_openai_extract, "input_messages", lambda *a: 1 / 0)
-    resp = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert resp.choices[0].message.content == REPLY
-    assert rec.spans() == []
+    before = _guard.internal_error_count()
+    with recording(service_name="test", instrument=["openai"]) as rec:
+        assert _tracing._state is not None
+        (inst,) = _tracing._state.instrumentors
+        assert (inst._fast is None) is (defer == "0")  # type: ignore[attr-defined]
+        resp = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert resp.choices[0].message.content == REPLY
+        (span,) = rec.spans()
+    reset_global_tracer_provider()
+    a = dict(span.attributes)
+    assert span.name == "chat gpt-4o-mini"
+    assert span.status.status_code is StatusCode.UNSET
+    assert {k: a[k] for k in list(a)[:5]} == {
+        sc.GEN_AI_OPERATION_NAME: "chat",
+        sc.GEN_AI_PROVIDER_NAME: "openai",
+        sc.LLM_MONITOR_SPAN_KIND: "llm",
+        sc.LLM_MONITOR_TELEMETRY_ERROR: "request_attributes",
+        sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
+    }
+    assert sc.GEN_AI_INPUT_MESSAGES not in a and sc.GEN_AI_REQUEST_TEMPERATURE not in a
+    assert a[sc.GEN_AI_RESPONSE_ID] == resp.id
+    assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == resp.usage.prompt_tokens
+    assert a[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == resp.usage.completion_tokens
+    assert json.loads(a[sc.GEN_AI_OUTPUT_MESSAGES])[0]["parts"] == [{"type": "text", "content": REPLY}]
+    assert _guard.internal_error_count() - before == 1
 
 
 def test_internal_error_raises_under_test_flag(
