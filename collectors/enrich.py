@@ -12,8 +12,9 @@ The :class:`Enricher` remembers just enough to reconcile both, within fixed boun
 
 * ``pending`` — content of spans not seen yet, by (trace_id, span_id): at most ``max_pending`` spans, each
   for at most ``pending_ttl`` seconds. What expires or is evicted unmatched is counted, never silent.
-* ``spans`` — an LRU of at most ``max_spans`` recently emitted rows that may still change: LLM rows without
-  input or output messages (content may follow), and rows of a trace whose user or session is unknown.
+* ``spans`` — an LRU of at most ``max_spans`` recently emitted rows that may still change (trimmed after
+  each request, so one request's spans may exceed it meanwhile): LLM rows without input or output
+  messages (content may follow), and rows of a trace whose user or session is unknown.
   Rows that cannot change leave only a marker (no row). A late change is emitted as an **updated copy** of
   the row (same key; the ``spans`` table is a ReplacingMergeTree(ingested_at), so the later insert wins).
 * ``traces`` — an LRU of at most ``max_traces`` trace identities (user, session, and whether each came
@@ -173,6 +174,7 @@ class Enricher:
                     if t.learn(r["user_id"], r["session_id"], not r["parent_span_id"]):
                         changed.add(tid)
             pending = self._pending
+            spans = self._spans
             for r in rows:
                 tid = r["trace_id"]
                 if tid == INVALID_TRACE_ID:
@@ -201,7 +203,9 @@ class Enricher:
                     may_get_content = kind == "llm" and not (r["input_messages"] and r["output_messages"])
                     if not (waits or may_get_content):
                         if kind != "other":  # late content for it is redundant, not lost: remember that
-                            self._remember_marker(key)
+                            # (a marker, shared; a re-sent span keeps the content already joined to it)
+                            old = spans.pop(key, None)
+                            spans[key] = _MARKER if old is None or old.content is None else _marker(old.content)
                         continue
                     entry = _Entry(r)
                 entry.own_user, entry.own_session = own_user, own_session
@@ -212,6 +216,12 @@ class Enricher:
                         tr.waiting.append(key)
                     else:
                         self._c["identity_waiting_dropped"] += 1
+            excess = len(spans) - self.max_spans  # evicted once a request, oldest first
+            if excess > 0:
+                popitem = spans.popitem
+                for _ in range(excess):
+                    popitem(last=False)
+                self._c["spans_evicted"] += excess
             out = rows
             for tid in changed:
                 ct = traces.get(tid)
@@ -306,6 +316,7 @@ class Enricher:
         return t
 
     def _remember(self, key: Key, entry: _Entry) -> None:
+        """Keep ``entry`` as the newest; :meth:`process_spans` evicts the oldest past ``max_spans``."""
         spans = self._spans
         old = spans.pop(key, None)
         if old is not None and old.content is not None and entry.content is None:
@@ -313,19 +324,6 @@ class Enricher:
             if entry.row is not None:
                 entry.content.apply(entry.row, entry.has_input, entry.has_output, entry.has_finish)
         spans[key] = entry
-        if len(spans) > self.max_spans:
-            spans.popitem(last=False)
-            self._c["spans_evicted"] += 1
-
-    def _remember_marker(self, key: Key) -> None:
-        """:meth:`_remember` for a span whose row is not kept (one shared marker entry, nothing allocated)."""
-        spans = self._spans
-        old = spans.pop(key, None)
-        # a re-sent span keeps the content already joined to it
-        spans[key] = _MARKER if old is None or old.content is None else _marker(old.content)
-        if len(spans) > self.max_spans:
-            spans.popitem(last=False)
-            self._c["spans_evicted"] += 1
 
     def _rerender(self, key: Key, force: bool = False) -> Row | None:
         """A new row for ``key`` from its entry and trace, or None when nothing visible changed."""
