@@ -174,7 +174,7 @@ class Enricher:
                     if t.learn(r["user_id"], r["session_id"], not r["parent_span_id"]):
                         changed.add(tid)
             pending = self._pending
-            spans = self._spans
+            tracked = self._spans
             for r in rows:
                 tid = r["trace_id"]
                 if tid == INVALID_TRACE_ID:
@@ -204,8 +204,8 @@ class Enricher:
                     if not (waits or may_get_content):
                         if kind != "other":  # late content for it is redundant, not lost: remember that
                             # (a marker, shared; a re-sent span keeps the content already joined to it)
-                            old = spans.pop(key, None)
-                            spans[key] = _MARKER if old is None or old.content is None else _marker(old.content)
+                            old = tracked.pop(key, None)
+                            tracked[key] = _MARKER if old is None or old.content is None else _marker(old.content)
                         continue
                     entry = _Entry(r)
                 entry.own_user, entry.own_session = own_user, own_session
@@ -216,9 +216,9 @@ class Enricher:
                         tr.waiting.append(key)
                     else:
                         self._c["identity_waiting_dropped"] += 1
-            excess = len(spans) - self.max_spans  # evicted once a request, oldest first
+            excess = len(tracked) - self.max_spans  # evicted once a request, oldest first
             if excess > 0:
-                popitem = spans.popitem
+                popitem = tracked.popitem
                 for _ in range(excess):
                     popitem(last=False)
                 self._c["spans_evicted"] += excess

@@ -386,6 +386,8 @@ def init(
                 redact=redactor.redact if redactor is not None else None,
             )
             provider.add_span_processor(pipeline)
+            if not owns:
+                _drain_before(provider)
             _state = _State(
                 config=config, provider=provider, owns_provider=owns, pipeline=pipeline, feedback=feedback
             )
@@ -439,6 +441,8 @@ def shutdown(timeout: float = 5.0) -> None:
         st.pipeline.shutdown()
         if st.owns_provider:
             st.provider.shutdown()
+        else:
+            _undo_drain_before(st.provider)
         return True
 
     deadline = time.monotonic() + timeout
@@ -457,6 +461,41 @@ def _drain_deferred() -> None:
     deferred = sys.modules.get("monitor.instrumentation._deferred")
     if deferred is not None:
         deferred.drain()
+
+
+_DRAINED_METHODS = ("force_flush", "shutdown")
+
+
+def _drain_before(provider: Any) -> None:
+    """Make an app's own provider finish our deferred model-call spans before its processors flush.
+
+    Its ``force_flush()`` / ``shutdown()`` call the processors in registration order, so one the app added
+    before ours would flush first, and miss the spans our pipeline then drains from the finisher thread
+    (the last ≤ 50 ms of calls: what a serverless handler flushes just before it freezes). Both methods
+    are shadowed on the instance (no per-span cost) by ones that drain first; :func:`shutdown` removes them.
+    """
+    for name in _DRAINED_METHODS:
+        with guard("init.provider_drain"):
+            original = getattr(provider, name)
+            if getattr(original, "_llm_monitor_drains", False):
+                continue
+
+            def drained(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
+                with guard("provider.drain"):
+                    _drain_deferred()
+                return __original(*args, **kwargs)
+
+            drained._llm_monitor_drains = True  # type: ignore[attr-defined]
+            drained.__doc__ = getattr(original, "__doc__", None)
+            setattr(provider, name, drained)
+
+
+def _undo_drain_before(provider: Any) -> None:
+    for name in _DRAINED_METHODS:
+        with guard("shutdown.provider_drain"):
+            own = vars(provider)
+            if getattr(own.get(name), "_llm_monitor_drains", False):
+                del own[name]
 
 
 def _at_exit() -> None:

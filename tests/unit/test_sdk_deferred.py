@@ -261,6 +261,37 @@ def test_an_apps_own_processor_gets_deferred_spans_after_monitor_flush(client: o
         monitor.shutdown()
 
 
+@pytest.mark.parametrize("end", ["force_flush", "shutdown"])
+def test_an_apps_batch_processor_registered_first_gets_deferred_spans_on_its_providers_flush(
+    client: openai.OpenAI, end: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's provider flushes its processors in order, the app's (added before ours) first: our
+    spans still waiting on the finisher (every 50 ms) must be built before that, not after."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    app_exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(app_exporter, schedule_delay_millis=60_000))
+    original = provider.force_flush
+    monitor.init(tracer_provider=provider, exporter=InMemorySpanExporter(), instrument=["openai"])
+    finisher = _deferred.FINISHER
+    try:
+        # the finisher thread sleeps through the test: only a drain on this thread can build the spans
+        monkeypatch.setattr(finisher, "interval", 3600.0)
+        monkeypatch.setattr(finisher, "wake", lambda: None)
+        finisher.drain()
+        time.sleep(0.2)  # its current 50 ms wait ends; the next one is an hour
+        ids = [client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).id for _ in range(3)]
+        assert finisher.pending() == 3 and app_exporter.get_finished_spans() == ()
+        assert getattr(provider, end)() in (True, None)  # force_flush -> True, shutdown -> None
+        assert [s.attributes[sc.GEN_AI_RESPONSE_ID] for s in app_exporter.get_finished_spans()] == ids
+    finally:
+        monitor.shutdown()
+        monkeypatch.undo()
+        finisher._wake_event.set()  # back to its 50 ms rhythm
+    assert "force_flush" not in vars(provider) and provider.force_flush == original  # restored
+
+
 def test_a_full_finisher_queue_drops_and_counts_never_blocks(
     rec: SpanRecorder, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
