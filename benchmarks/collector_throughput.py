@@ -82,6 +82,23 @@ def get_json(conn: http.client.HTTPConnection, path: str) -> dict[str, Any]:
     return out
 
 
+STAGE_METRIC = 'llm_monitor_collector_stage_cpu_seconds_total{stage="'
+
+
+def stage_cpu(conn: http.client.HTTPConnection) -> dict[str, float]:
+    """The collector's own per-stage CPU seconds of its request threads, from ``/metrics``."""
+    conn.request("GET", "/metrics")
+    resp = conn.getresponse()
+    text = resp.read().decode()
+    if resp.status != 200:
+        raise RuntimeError(f"GET /metrics: HTTP {resp.status}")
+    return {
+        line[len(STAGE_METRIC) :].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(STAGE_METRIC)
+    }
+
+
 # --- senders (separate processes) ------------------------------------------------------------------------
 
 
@@ -172,6 +189,7 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         elapsed = time.perf_counter() - t0
         cpu = proc_cpu_seconds(proc.pid) - cpu0
         peak_rss_kb = proc_status_kb(proc.pid, "VmHWM")
+        stages = stage_cpu(conn)
         sent = [results.get(timeout=30) for _ in procs]
         for p in procs:
             p.join()
@@ -195,6 +213,8 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "collector_rss_idle_mb": rss_idle_kb / 1024,
         "collector_peak_rss_mb": peak_rss_kb / 1024,
         "retries_503": sum(s["retries"] for s in sent),
+        # under load, on the collector's request threads (its /metrics): CPU µs per span by stage
+        "in_situ_stage_cpu_us_per_span": {k: v / args.spans * 1e6 for k, v in stages.items()},
         "check": check,
     }
 
@@ -418,6 +438,9 @@ def report(args: argparse.Namespace, e2e: dict[str, Any], raw: dict[str, Any]) -
         + f"{raw.get('insert_columns_cpu_us_per_span', 0):.1f} µs/span",
         f"  collector CPU not in those stages (HTTP, queue, threads): "
         f"{e2e['collector_cpu_us_per_span'] - sum(st.values()):.1f} µs/span",
+        "  in the collector under load, request threads (its /metrics, CPU µs/span): "
+        + "  ".join(f"{k} {v:.1f}" for k, v in e2e.get("in_situ_stage_cpu_us_per_span", {}).items())
+        + f"  = {sum(e2e.get('in_situ_stage_cpu_us_per_span', {}).values()):.1f}",
         f"  check: stored {e2e['check']['stored']} / sent {e2e['check']['sent']}, "
         + ("OK" if e2e["check"]["ok"] else "FAILED: " + "; ".join(e2e["check"]["problems"])),
     ]

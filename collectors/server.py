@@ -133,6 +133,9 @@ class CollectorServer:
         self._rejected_requests: Counter[str] = Counter()
         self._spans_received = 0
         self._spans_rejected: Counter[str] = Counter()
+        # CPU seconds of the request threads per /v1/traces stage (see CPU_STAGES), for /metrics
+        self._stage_cpu = dict.fromkeys((*CPU_STAGES, "other"), 0.0)
+        self._stage_local = threading.local()  # this thread's current request: CPU its stages took
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -251,24 +254,51 @@ class CollectorServer:
         return ok
 
     def ingest(self, body: bytes, content_type: str | None, content_encoding: str | None) -> tuple[bool, int]:
-        """Decode, normalize and queue one request body: (queued?, span count). Raises RequestError."""
+        """Decode, normalize and queue one request body: (queued?, span count). Raises RequestError.
+
+        Each stage's CPU time on this thread is added to ``stage_cpu_seconds_total`` (a few
+        ``thread_time()`` reads a request).
+        """
+        tt = time.thread_time
+        t0 = tt()
         fmt = otlp.media_type(content_type)
         data = otlp.decompress(body, content_encoding, self.settings.max_body_bytes)
         spans = otlp.decode_traces(data, fmt)
+        t1 = tt()
         rows = normalize_spans(spans, project=self.settings.project, registry=self.registry, propagate=False)
+        t2 = tt()
         # before the enricher: it keeps these rows and hands out copies later, so they must be final here
         self.pricer.apply(rows)  # cost_usd / cost_source / cache + reasoning tokens (collectors/pricing.py)
+        t3 = tt()
         self.unmapped.observe(rows)  # per-key counts of attributes no mapping used
+        t4 = tt()
         rows, evaluations = self.enricher.process_spans(spans, rows)  # may append updated earlier rows
+        t5 = tt()
         queued = not evaluations or self.batch.offer(evaluations, table="feedback")
         # evaluations first: if they are refused the whole request is (the client retries, and both
         # tables' keys are deterministic, so a retry replaces rows rather than duplicating them)
         queued = queued and self.batch.offer(rows)
+        t6 = tt()
+        n = len(rows)
+        del spans, rows, evaluations  # freed here, not in the caller: the "free" stage
+        t7 = tt()
         with self._lock:
-            self._spans_received += len(rows)
+            self._spans_received += n
             if not queued:
-                self._spans_rejected[self.batch.last_refusal() or "queue_full"] += len(rows)
-        return queued, len(rows)
+                self._spans_rejected[self.batch.last_refusal() or "queue_full"] += n
+            cpu = self._stage_cpu
+            ticks = (t0, t1, t2, t3, t4, t5, t6, t7)
+            for i, stage in enumerate(CPU_STAGES):
+                cpu[stage] += ticks[i + 1] - ticks[i]
+        self._stage_local.spent = getattr(self._stage_local, "spent", 0.0) + (t7 - t0)
+        return queued, n
+
+    def count_request_cpu(self, seconds: float) -> None:
+        """A /v1/traces request's whole CPU time on its thread: what its stages did not take is "other"."""
+        spent = getattr(self._stage_local, "spent", 0.0)
+        self._stage_local.spent = 0.0
+        with self._lock:
+            self._stage_cpu["other"] += max(0.0, seconds - spent)
 
     def ingest_logs(
         self, body: bytes, content_type: str | None, content_encoding: str | None
@@ -379,6 +409,15 @@ class CollectorServer:
         )  # fmt: skip
         family("write_latency_seconds_last", "gauge", "Duration of the latest successful store write.",
                [("", round(st.last_write_latency, 6))])  # fmt: skip
+        with self._lock:
+            stage_cpu = dict(self._stage_cpu)
+        family(
+            "stage_cpu_seconds_total", "counter",
+            "CPU time of the request threads per /v1/traces stage: decode (incl. gunzip), normalize, price, "
+            "unmapped, enrich, queue (encode + spool + durable wait), free (the request's objects), other "
+            "(reading, parsing and answering HTTP).",
+            [(f'{{stage="{k}"}}', round(v, 6)) for k, v in stage_cpu.items()],
+        )  # fmt: skip
         lines.extend(_write_path_lines(p, st))
         lines.extend(self.pricer.metric_lines(p))
         lines.extend(self.unmapped.metric_lines(p))
@@ -387,6 +426,9 @@ class CollectorServer:
 
 
 _ENRICH_GAUGES = {"pending_spans", "tracked_spans", "tracked_traces"}
+# the stages of CollectorServer.ingest, in order, for stage_cpu_seconds_total (plus "other": the rest of
+# the request's handling)
+CPU_STAGES = ("decode", "normalize", "price", "unmapped", "enrich", "queue", "free")
 
 
 def _enrich_lines(p: str, stats: dict[str, int]) -> list[str]:
@@ -588,6 +630,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._not_found_or_not_allowed(path)
 
     def do_POST(self) -> None:
+        if self._path() != TRACES_PATH:
+            self._post()
+            return
+        t0 = time.thread_time()
+        try:
+            self._post()
+        finally:
+            self.server.collector.count_request_cpu(time.thread_time() - t0)
+
+    def _post(self) -> None:
         self._body_read = False  # per request: a kept-alive connection reuses this handler
         path = self._path()
         if path == fb.FEEDBACK_PATH:

@@ -445,6 +445,34 @@ def test_healthz_and_metrics_report_the_write_path(server, store):
     assert int(text.split("llm_monitor_collector_write_latency_seconds_count ")[1].split()[0]) >= 1
 
 
+def _stage_cpu(server) -> dict[str, float]:
+    text = send(server, None, None, path="/metrics", method="GET")[2].decode()
+    prefix = 'llm_monitor_collector_stage_cpu_seconds_total{stage="'
+    return {
+        line[len(prefix) :].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+def test_metrics_split_the_request_threads_cpu_by_stage(server):
+    """stage_cpu_seconds_total: every stage of /v1/traces, growing with work, never more than the
+    process's own CPU; a request refused before decoding counts as "other" only."""
+    stages = ["decode", "normalize", "price", "unmapped", "enrich", "queue", "free", "other"]
+    before = _stage_cpu(server)
+    assert list(before) == stages and all(v == 0 for v in before.values())
+    cpu0 = time.process_time()
+    for _ in range(5):
+        assert send(server, pb_body(40))[0] == 200
+    after = _stage_cpu(server)
+    spent = time.process_time() - cpu0  # the server runs in this process: its threads are counted here
+    assert all(after[s] > 0 for s in ("decode", "normalize", "enrich", "queue", "other")), after
+    assert 0 < sum(after.values()) <= spent
+    assert send(server, b"\xff", PB)[0] == 400
+    bad = _stage_cpu(server)
+    assert bad["other"] > after["other"] and {k: bad[k] for k in stages[:-1]} == {k: after[k] for k in stages[:-1]}
+
+
 def test_store_outage_is_visible_and_recovers_without_loss(server, store):
     spans, away = store.table("spans"), store.table("spans_away")
     store.command(f"RENAME TABLE {spans} TO {away}")
