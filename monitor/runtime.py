@@ -96,17 +96,23 @@ def _drain_mode() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+GC_GEN0_THRESHOLD = 200_000
+
+
 def _tune_gc() -> None:
     """Cheaper garbage collection for the collector's request path, once start-up is done.
 
     Every span allocates a few dozen dicts and lists (decoded attributes, messages, the row), all freed by
-    reference counting: none form cycles. With the default gen-0 threshold (700) the cyclic collector still
-    ran every ~20 spans and re-scanned the young objects of a 500-span request many times over. A threshold
-    of 50,000 runs it a few times a request; ``gc.freeze()`` moves everything loaded at start-up (modules,
-    chDB, the registry) out of the generations, so older-generation passes skip it.
+    reference counting: none form cycles. The gen-0 count grows with the objects *alive*, and four requests
+    in flight hold ≈ 40,000: with the default threshold (700) the cyclic collector ran every ~20 spans, and
+    even at 50,000 it still fired mid-request and re-scanned (and promoted) the in-flight requests' objects.
+    At 200,000 it runs on the slow growth of long-lived state only (measured, 3 interleaved A/Bs of 3-5
+    rounds: stored spans/s higher in 10 of 12 pairs, the request threads' CPU 2.8-3.7 µs/span lower;
+    1,000,000 was no better). ``gc.freeze()`` moves everything loaded at start-up (modules, chDB, the
+    registry) out of the generations, so older-generation passes skip it.
     """
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
 
 
 # ``up --demo``: drift over one-minute windows (plus the usual ones) so a report shows within minutes, and a
