@@ -69,19 +69,18 @@ def get(obj: Any, key: str, default: Any = None) -> Any:
     return getattr(obj, key, default)
 
 
-def degraded_request_attributes(operation: str, kind: str, provider: str, kwargs: Any) -> dict[str, Any]:
+def degraded_request_attributes(operation: str, kind: str, provider: str | None, kwargs: Any) -> dict[str, Any]:
     """The request attributes a span still gets when the full extractor raised (our bug, already logged).
 
     The call is recorded all the same: with these, its response attributes (usage, so its cost) and its
     status, marked with ``llm_monitor.telemetry.error`` so the gap in its request attributes is visible.
     Built from plain type checks only, so it cannot fail itself.
     """
-    attrs: dict[str, Any] = {
-        sc.GEN_AI_OPERATION_NAME: operation,
-        sc.GEN_AI_PROVIDER_NAME: provider,
-        sc.LLM_MONITOR_SPAN_KIND: kind,
-        sc.LLM_MONITOR_TELEMETRY_ERROR: "request_attributes",
-    }
+    attrs: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: operation}
+    if provider:
+        attrs[sc.GEN_AI_PROVIDER_NAME] = provider
+    attrs[sc.LLM_MONITOR_SPAN_KIND] = kind
+    attrs[sc.LLM_MONITOR_TELEMETRY_ERROR] = "request_attributes"
     model = kwargs.get("model") if type(kwargs) is dict else None
     if type(model) is str and model:
         attrs[sc.GEN_AI_REQUEST_MODEL] = model

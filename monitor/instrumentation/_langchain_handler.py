@@ -31,7 +31,7 @@ import contextvars
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -46,6 +46,7 @@ from monitor._serialize import truncate
 from monitor._tracing import record_exception
 from monitor.instrumentation import _langchain_extract as ex
 from monitor.instrumentation import _nesting
+from monitor.instrumentation._genai import degraded_request_attributes
 
 if TYPE_CHECKING:
     from monitor.instrumentation.langchain import LangChainInstrumentor
@@ -56,6 +57,18 @@ _RUN_KEY = otel_context.create_key("llm_monitor.langchain.run_id")
 MAX_OPEN_RUNS = 10_000  # runs that never end (abandoned generators) must not grow memory forever
 _MAX_PARKED = 1_000
 
+
+
+def _degraded_llm_attributes(
+    operation: str, serialized: Any, metadata: Any, kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A model span's request attributes after our extractor raised: what plain reads can still tell."""
+    try:
+        provider = ex.provider_name(serialized, metadata)
+    except Exception:  # the same bug may be in here: the span must start regardless
+        provider = None
+    params = kwargs.get("invocation_params")
+    return degraded_request_attributes(operation, "llm", provider, params if type(params) is dict else {})
 
 class _Run:
     """One open LangChain run: its span, what it attached, and how to finish it."""
@@ -272,20 +285,30 @@ class MonitorCallbackHandler(BaseCallbackHandler):
         self,
         operation: str,
         serialized: dict[str, Any] | None,
-        content: dict[str, Any] | None,
+        content: Callable[[], dict[str, Any] | None] | None,
         run_id: UUID,
         parent_run_id: UUID | None,
         tags: list[str] | None,
         metadata: dict[str, Any] | None,
         kwargs: Mapping[str, Any],
     ) -> None:
+        """The model-call span; ``content`` reads the input messages (only called when content is captured).
+
+        When our extractors raise (our bug: logged once), the span still starts, with degraded request
+        attributes, so the call's response, usage and status are recorded all the same."""
         capture = self._inst.capture_content
-        attrs = ex.llm_request_attributes(
-            operation, serialized, kwargs.get("invocation_params"), metadata, capture
-        )
-        if capture and content:
-            attrs.update(content)
-        label = ex.run_name(serialized, kwargs, "model")
+        try:
+            attrs = ex.llm_request_attributes(
+                operation, serialized, kwargs.get("invocation_params"), metadata, capture
+            )
+            extra = content() if capture and content is not None else None
+            if extra:
+                attrs.update(extra)
+            label = ex.run_name(serialized, kwargs, "model")
+        except Exception:
+            with guard(f"langchain.{operation}.request"):
+                raise
+            attrs, label = _degraded_llm_attributes(operation, serialized, metadata, kwargs), "model"
         span_name = f"{operation} {attrs.get(sc.GEN_AI_REQUEST_MODEL) or label}"
         self._start(run_id, parent_run_id, "llm", label, attrs, tags, span_name=span_name, model_call=True)
 
@@ -303,9 +326,7 @@ class MonitorCallbackHandler(BaseCallbackHandler):
         if not self._inst.active:
             return
         with guard("langchain.chat_model_start"):
-            content = None
-            if self._inst.capture_content and messages:
-                content = ex.chat_input_attributes(messages[0])
+            content = (lambda: ex.chat_input_attributes(messages[0])) if messages else None
             self._start_llm(sc.OP_CHAT, serialized, content, run_id, parent_run_id, tags, metadata, kwargs)
 
     def on_llm_start(
@@ -322,7 +343,7 @@ class MonitorCallbackHandler(BaseCallbackHandler):
         if not self._inst.active:
             return
         with guard("langchain.llm_start"):
-            content = ex.prompt_input_attributes(prompts) if self._inst.capture_content and prompts else None
+            content = (lambda: ex.prompt_input_attributes(prompts)) if prompts else None
             op = sc.OP_TEXT_COMPLETION
             self._start_llm(op, serialized, content, run_id, parent_run_id, tags, metadata, kwargs)
 

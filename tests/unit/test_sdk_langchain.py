@@ -879,6 +879,33 @@ def test_handler_errors_never_reach_langchain(
     assert sc.GEN_AI_USAGE_INPUT_TOKENS not in (llm.attributes or {})
 
 
+@pytest.mark.parametrize("broken", ["chat_input_attributes", "llm_request_attributes"])
+def test_a_failing_request_extractor_still_records_the_model_call(
+    rec: SpanRecorder, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    """Our request-side extractor raising loses the request attributes only: the model span starts with
+    degraded ones (marked llm_monitor.telemetry.error) and keeps its response, usage and place in the tree."""
+    monkeypatch.setenv(_guard.RAISE_INTERNAL_ENV, "0")
+    monkeypatch.setattr(_langchain_extract, broken, lambda *a: 1 / 0)
+    before = _guard.internal_error_count()
+    assert (PROMPT | EchoChatModel() | StrOutputParser()).invoke({"question": "hi"}) == "echo: hi"
+    assert _guard.internal_error_count() == before + 1
+    spans = rec.spans()
+    assert tree(spans) == SEQUENCE_TREE.replace("gpt-4o-mini", "echo-1")
+    (llm,) = llm_spans(spans)
+    a = dict(llm.attributes or {})
+    assert {k: a[k] for k in list(a)[:5]} == {
+        sc.GEN_AI_OPERATION_NAME: "chat",
+        sc.GEN_AI_PROVIDER_NAME: "echo",
+        sc.LLM_MONITOR_SPAN_KIND: "llm",
+        sc.LLM_MONITOR_TELEMETRY_ERROR: "request_attributes",
+        sc.GEN_AI_REQUEST_MODEL: "echo-1",
+    }
+    assert sc.GEN_AI_INPUT_MESSAGES not in a and sc.GEN_AI_REQUEST_TEMPERATURE not in a
+    assert a[sc.GEN_AI_USAGE_INPUT_TOKENS] == count_tokens("You are a support agent.") + 1
+    assert a[sc.GEN_AI_RESPONSE_ID] == "echo-resp-1"
+
+
 def test_extract_helpers() -> None:
     assert _langchain_extract.is_agent("AgentExecutor", None, None, None, frozenset())
     assert not _langchain_extract.is_agent("agent", None, [], {"langgraph_node": "agent"}, frozenset())
