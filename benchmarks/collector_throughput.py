@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,17 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for _ in procs:
             ready.acquire()
         rss_idle_kb = proc_status_kb(proc.pid, "VmRSS")
+        rss_samples: list[int] = []  # the collector's RSS (KB) every 0.5 s while the run lasts
+        sampling = threading.Event()
+
+        def sample_rss() -> None:
+            while not sampling.wait(0.5):
+                rss_samples.append(proc_status_kb(proc.pid, "VmRSS"))
+
+        sampler = threading.Thread(target=sample_rss, daemon=True)
         cpu0 = proc_cpu_seconds(proc.pid)
         t0 = time.perf_counter()
+        sampler.start()
         go.set()
         written = 0
         deadline = time.monotonic() + args.timeout
@@ -190,6 +200,8 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         cpu = proc_cpu_seconds(proc.pid) - cpu0
         peak_rss_kb = proc_status_kb(proc.pid, "VmHWM")
         stages = stage_cpu(conn)
+        sampling.set()
+        sampler.join()
         sent = [results.get(timeout=30) for _ in procs]
         for p in procs:
             p.join()
@@ -212,6 +224,14 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "collector_cpu_cores": cpu / elapsed,
         "collector_rss_idle_mb": rss_idle_kb / 1024,
         "collector_peak_rss_mb": peak_rss_kb / 1024,
+        # RSS during the run, every 0.5 s: a collector whose memory grew with the spans would show it here
+        # (run --spans 1000000 for a soak); first/second half maxima side by side
+        "collector_rss_mb_during_run": {
+            "samples": len(rss_samples),
+            "max_first_half": max(rss_samples[: len(rss_samples) // 2] or [0]) / 1024,
+            "max_second_half": max(rss_samples[len(rss_samples) // 2 :] or [0]) / 1024,
+            "last": (rss_samples[-1] if rss_samples else 0) / 1024,
+        },
         "retries_503": sum(s["retries"] for s in sent),
         # under load, on the collector's request threads (its /metrics): CPU µs per span by stage
         "in_situ_stage_cpu_us_per_span": {k: v / args.spans * 1e6 for k, v in stages.items()},
@@ -425,6 +445,9 @@ def report(args: argparse.Namespace, e2e: dict[str, Any], raw: dict[str, Any]) -
         f"  {'collector CPU, cores busy':<44}{e2e['collector_cpu_cores']:>14.2f}",
         f"  {'collector peak RSS, MB (idle ' + format(e2e['collector_rss_idle_mb'], '.0f') + ')':<44}"
         f"{e2e['collector_peak_rss_mb']:>14.0f}",
+        f"  {'  RSS max in 1st / 2nd half of the run, MB':<44}"
+        f"{e2e['collector_rss_mb_during_run']['max_first_half']:>7.0f} /"
+        f"{e2e['collector_rss_mb_during_run']['max_second_half']:>5.0f}",
         f"  {'503 retries':<44}{e2e['retries_503']:>14}",
         "",
         "  one-thread stage costs (CPU µs/span):  "

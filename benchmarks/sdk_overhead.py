@@ -919,8 +919,10 @@ def main(argv: list[str] | None = None) -> int:
         "chat_added_p50_interleaved_ci95_us": interleaved["llm-monitor"]["added_p50_ci95_us"],
         # "met" / "not met" only when the whole 95 % interval is on one side of the target
         "target_at_95": (
-            "met" if interleaved["llm-monitor"]["added_p50_ci95_us"][1] <= TARGET_ADDED_P50_US
-            else "not met" if interleaved["llm-monitor"]["added_p50_ci95_us"][0] > TARGET_ADDED_P50_US
+            "met"
+            if interleaved["llm-monitor"]["added_p50_ci95_us"][1] <= TARGET_ADDED_P50_US
+            else "not met"
+            if interleaved["llm-monitor"]["added_p50_ci95_us"][0] > TARGET_ADDED_P50_US
             else "unresolved"
         ),
         "lower_than_both_peers": all(ours["added_p50_paired_us"] < p for p in peers)

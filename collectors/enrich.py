@@ -205,7 +205,9 @@ class Enricher:
                         if kind != "other":  # late content for it is redundant, not lost: remember that
                             # (a marker, shared; a re-sent span keeps the content already joined to it)
                             old = tracked.pop(key, None)
-                            tracked[key] = _MARKER if old is None or old.content is None else _marker(old.content)
+                            tracked[key] = (
+                                _MARKER if old is None or old.content is None else _marker(old.content)
+                            )
                         continue
                     entry = _Entry(r)
                 entry.own_user, entry.own_session = own_user, own_session

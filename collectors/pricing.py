@@ -409,7 +409,9 @@ class Pricer:
                     except KeyError:
                         price = memo[names] = lookup(names[0]) or lookup(names[1]) or lookup(names[2])
                     if price is not None:
-                        row["cost_usd"] = price.cost(inp, out, row["cache_read_tokens"], row["cache_write_tokens"])
+                        row["cost_usd"] = price.cost(
+                            inp, out, row["cache_read_tokens"], row["cache_write_tokens"]
+                        )
                         row["cost_source"] = SOURCE_PRICE_TABLE
                         n_table += 1
                         continue

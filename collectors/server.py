@@ -290,13 +290,16 @@ class CollectorServer:
             ticks = (t0, t1, t2, t3, t4, t5, t6, t7)
             for i, stage in enumerate(CPU_STAGES):
                 cpu[stage] += ticks[i + 1] - ticks[i]
-        self._stage_local.spent = getattr(self._stage_local, "spent", 0.0) + (t7 - t0)
+        self._stage_local.spent = t7 - t0
         return queued, n
+
+    def begin_request_cpu(self) -> None:
+        """A /v1/traces request starts on this thread (see :meth:`count_request_cpu`)."""
+        self._stage_local.spent = 0.0
 
     def count_request_cpu(self, seconds: float) -> None:
         """A /v1/traces request's whole CPU time on its thread: what its stages did not take is "other"."""
         spent = getattr(self._stage_local, "spent", 0.0)
-        self._stage_local.spent = 0.0
         with self._lock:
             self._stage_cpu["other"] += max(0.0, seconds - spent)
 
@@ -633,11 +636,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self._path() != TRACES_PATH:
             self._post()
             return
+        c = self.server.collector
+        c.begin_request_cpu()
         t0 = time.thread_time()
         try:
             self._post()
         finally:
-            self.server.collector.count_request_cpu(time.thread_time() - t0)
+            c.count_request_cpu(time.thread_time() - t0)
 
     def _post(self) -> None:
         self._body_read = False  # per request: a kept-alive connection reuses this handler

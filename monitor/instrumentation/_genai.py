@@ -69,7 +69,9 @@ def get(obj: Any, key: str, default: Any = None) -> Any:
     return getattr(obj, key, default)
 
 
-def degraded_request_attributes(operation: str, kind: str, provider: str | None, kwargs: Any) -> dict[str, Any]:
+def degraded_request_attributes(
+    operation: str, kind: str, provider: str | None, kwargs: Any
+) -> dict[str, Any]:
     """The request attributes a span still gets when the full extractor raised (our bug, already logged).
 
     The call is recorded all the same: with these, its response attributes (usage, so its cost) and its

@@ -58,7 +58,6 @@ MAX_OPEN_RUNS = 10_000  # runs that never end (abandoned generators) must not gr
 _MAX_PARKED = 1_000
 
 
-
 def _degraded_llm_attributes(
     operation: str, serialized: Any, metadata: Any, kwargs: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -69,6 +68,7 @@ def _degraded_llm_attributes(
         provider = None
     params = kwargs.get("invocation_params")
     return degraded_request_attributes(operation, "llm", provider, params if type(params) is dict else {})
+
 
 class _Run:
     """One open LangChain run: its span, what it attached, and how to finish it."""

@@ -57,7 +57,9 @@ _SDK_SPAN_FUNCTION = "start_api_call_span"
 _CURRENT: ContextVar[LLMCall | PendingCall | None] = ContextVar("llm_monitor_anthropic_call", default=None)
 
 
-def _request_attributes(resource: Any, kwargs: Mapping[str, Any], capture: bool, stream: bool) -> dict[str, Any]:
+def _request_attributes(
+    resource: Any, kwargs: Mapping[str, Any], capture: bool, stream: bool
+) -> dict[str, Any]:
     """The Messages call's request attributes; degraded ones when our extractor raises (logged once)."""
     try:
         return ex.request_attributes(resource, kwargs, capture, stream=stream)

@@ -470,7 +470,9 @@ def test_metrics_split_the_request_threads_cpu_by_stage(server):
     assert 0 < sum(after.values()) <= spent
     assert send(server, b"\xff", PB)[0] == 400
     bad = _stage_cpu(server)
-    assert bad["other"] > after["other"] and {k: bad[k] for k in stages[:-1]} == {k: after[k] for k in stages[:-1]}
+    assert bad["other"] > after["other"] and {k: bad[k] for k in stages[:-1]} == {
+        k: after[k] for k in stages[:-1]
+    }
 
 
 def test_store_outage_is_visible_and_recovers_without_loss(server, store):

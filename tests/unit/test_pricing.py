@@ -352,7 +352,12 @@ def test_batch_fast_path_prices_exactly_as_price_row_does() -> None:
         ((0, 0), (1200, 300), (0, 40)),
         ("ok", "error"),
         (None, ("cost", 0.5), ("cost", 0.0), ("source", "provider")),
-        ({}, {"server.port": "443"}, {"gen_ai.usage.cache_read_input_tokens": "100"}, {"gen_ai.usage.cost": "0.25"}),
+        (
+            {},
+            {"server.port": "443"},
+            {"gen_ai.usage.cache_read_input_tokens": "100"},
+            {"gen_ai.usage.cost": "0.25"},
+        ),
     ):
         extra: dict[str, Any] = {"status": status, "attributes": dict(attrs)}
         if preset is not None and preset[0] == "cost":
