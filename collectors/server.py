@@ -633,20 +633,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._not_found_or_not_allowed(path)
 
     def do_POST(self) -> None:
-        if self._path() != TRACES_PATH:
-            self._post()
+        path = self._path()
+        if path != TRACES_PATH:
+            self._post(path)
             return
         c = self.server.collector
         c.begin_request_cpu()
         t0 = time.thread_time()
         try:
-            self._post()
+            self._post(path)
         finally:
             c.count_request_cpu(time.thread_time() - t0)
 
-    def _post(self) -> None:
+    def _post(self, path: str) -> None:
         self._body_read = False  # per request: a kept-alive connection reuses this handler
-        path = self._path()
         if path == fb.FEEDBACK_PATH:
             self._post_feedback()
             return
