@@ -13,7 +13,10 @@
  * a bounds-checked cursor over the str's UTF-8, declining anything unusual); everything else is parsed
  * by orjson/json. Elsewhere the memory-safety surface is the C API use itself: every container access is
  * bounds-checked through the API, items are held with a new reference while Python callbacks run.
- * Runs with the GIL held; keeps no state besides the configuration (set once at import).
+ * Runs with the GIL held, except the lane's parse in content_batch(): a request's message JSON is read and
+ * written there for all its spans at once with the GIL released (pure C over the strs' UTF-8, which the
+ * batch holds references to; the raw allocator), and normalize_span() takes each span's result when its
+ * strs are still the ones parsed. Keeps no state besides the configuration (set once at import).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1176,11 +1179,10 @@ static int buf_reserve(Buf *o, size_t extra) {
     if (o->n + extra <= o->cap) return 0;
     size_t cap = o->cap ? o->cap : 256;
     while (cap < o->n + extra) cap *= 2;
-    char *nb = PyMem_Realloc(o->b, cap);
-    if (nb == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    /* the raw allocator: content_batch() parses with the GIL released (no exception set here: a lane
+     * step that fails to allocate returns L_ERR and content_lane() raises MemoryError with the GIL) */
+    char *nb = PyMem_RawRealloc(o->b, cap);
+    if (nb == NULL) return -1;
     o->b = nb;
     o->cap = cap;
     return 0;
@@ -1194,7 +1196,7 @@ static inline int buf_put(Buf *o, const char *s, size_t n) {
 static inline int buf_ch(Buf *o, char c) { return buf_put(o, &c, 1); }
 #define BUF_LIT(o, s) buf_put((o), (s), sizeof(s) - 1)
 static void buf_free(Buf *o) {
-    PyMem_Free(o->b);
+    PyMem_RawFree(o->b);
     o->b = NULL;
     o->n = o->cap = 0;
 }
@@ -1885,56 +1887,109 @@ static int json_attr(PyObject *attrs, PyObject *key, const char **s, Py_ssize_t 
 
 static PyObject *buf_str(Buf *b) { return PyUnicode_DecodeUTF8(b->b ? b->b : "", (Py_ssize_t)b->n, "strict"); }
 
+/* One span's message attributes for the lane: where their UTF-8 is, and what parsing it gave. The three
+ * strs are held (strong references) while a Lane from content_batch() waits, so the bytes stay put. */
+typedef struct {
+    PyObject *held[3];
+    const char *sys_s, *in_s, *out_s;
+    Py_ssize_t sys_n, in_n, out_n;
+    int has_sys, has_in, has_out;
+    int state; /* LANE_EMPTY, LANE_TODO (checked, not parsed), LANE_DONE (parsed: r says how) */
+    int r;
+    Msgs in, out;
+    Parts sys;
+} Lane;
+enum { LANE_EMPTY = 0, LANE_TODO = 1, LANE_DONE = 2 };
+
+static void lane_free(Lane *L) {
+    msgs_free(&L->in);
+    msgs_free(&L->out);
+    parts_free(&L->sys);
+    for (int i = 0; i < 3; i++) Py_CLEAR(L->held[i]);
+    L->state = LANE_EMPTY;
+}
+
+/* Whether the lane takes these attributes: 1 yes (pointers set), 0 no message attribute at all,
+ * 2 decline (the reference decides), -1 error. Needs the GIL; reads, never changes `attrs`. */
+static int lane_check(PyObject *attrs, Lane *L) {
+    L->has_sys = json_attr(attrs, keys[K_SYSTEM_INSTRUCTIONS], &L->sys_s, &L->sys_n);
+    L->has_in = json_attr(attrs, keys[K_IN_MESSAGES], &L->in_s, &L->in_n);
+    L->has_out = json_attr(attrs, keys[K_OUT_MESSAGES], &L->out_s, &L->out_n);
+    if (L->has_sys < 0 || L->has_in < 0 || L->has_out < 0) return -1;
+    if (!L->has_sys && !L->has_in && !L->has_out) return 0; /* no messages at all: nothing to count */
+    if (L->has_sys == 2 || L->has_in == 2 || L->has_out == 2 || (L->has_in | L->has_out) == 0) return 2;
+    /* without the current key the reference reads the legacy one: leave that to it */
+    if (!L->has_in) {
+        int legacy = PyDict_Contains(attrs, keys[K_PROMPT]);
+        if (legacy) return legacy < 0 ? -1 : 2;
+    }
+    if (!L->has_out) {
+        int legacy = PyDict_Contains(attrs, keys[K_COMPLETION]);
+        if (legacy) return legacy < 0 ? -1 : 2;
+    }
+    return 1;
+}
+
+/* The lane's parse of checked attributes: pure C over the UTF-8 buffers, safe without the GIL (no Python
+ * object is touched, the raw allocator only). Sets and returns L->r. */
+static int lane_parse(Lane *L) {
+    int r = L_OK;
+    if (L->has_sys) r = parse_parts_lane((const unsigned char *)L->sys_s, (size_t)L->sys_n, &L->sys);
+    if (r == L_OK && L->has_sys && !L->sys.n_parts) r = L_DECLINE; /* empty: the attribute is kept; rare */
+    if (r == L_OK && L->has_sys) {
+        Buf none = {0};
+        r = write_message(&L->in, "system", 6, &L->sys, &none, &none);
+    }
+    if (r == L_OK && L->has_in)
+        r = parse_messages_lane((const unsigned char *)L->in_s, (size_t)L->in_n, "user", &L->in);
+    if (r == L_OK && L->has_out)
+        r = parse_messages_lane((const unsigned char *)L->out_s, (size_t)L->out_n, "assistant", &L->out);
+    if (r == L_OK && L->in.count && buf_ch(&L->in.json, ']') < 0) r = L_ERR;
+    if (r == L_OK && L->out.count && buf_ch(&L->out.json, ']') < 0) r = L_ERR;
+    L->state = LANE_DONE;
+    L->r = r;
+    return r;
+}
+
+/* the span normalize_span() is working on, parsed beforehand by content_batch() (NULL: parse inline);
+ * per thread, as request threads interleave wherever a Python callback lets the GIL go */
+static _Thread_local Lane *current_lane = NULL;
+
+static int same_input(const Lane *a, const Lane *b) {
+    return a->has_sys == b->has_sys && a->has_in == b->has_in && a->has_out == b->has_out &&
+           (!a->has_sys || (a->sys_s == b->sys_s && a->sys_n == b->sys_n)) &&
+           (!a->has_in || (a->in_s == b->in_s && a->in_n == b->in_n)) &&
+           (!a->has_out || (a->out_s == b->out_s && a->out_n == b->out_n));
+}
+
 /* content() through the lane: 1 handled (*finish set, a new reference), 0 declined (nothing changed), -1 error */
 static int content_lane(PyObject *attrs, PyObject *row, PyObject **finish) {
-    const char *sys_s = NULL, *in_s = NULL, *out_s = NULL;
-    Py_ssize_t sys_n = 0, in_n = 0, out_n = 0;
-    int has_sys = json_attr(attrs, keys[K_SYSTEM_INSTRUCTIONS], &sys_s, &sys_n);
-    int has_in = json_attr(attrs, keys[K_IN_MESSAGES], &in_s, &in_n);
-    int has_out = json_attr(attrs, keys[K_OUT_MESSAGES], &out_s, &out_n);
-    if (has_sys < 0 || has_in < 0 || has_out < 0) return -1;
-    if (!has_sys && !has_in && !has_out) return 0; /* no messages at all: nothing to count */
-    if (has_sys == 2 || has_in == 2 || has_out == 2 || (has_in | has_out) == 0) goto decline;
-    /* without the current key the reference reads the legacy one: leave that to it */
-    if (!has_in) {
-        int legacy = PyDict_Contains(attrs, keys[K_PROMPT]);
-        if (legacy < 0) return -1;
-        if (legacy) goto decline;
-    }
-    if (!has_out) {
-        int legacy = PyDict_Contains(attrs, keys[K_COMPLETION]);
-        if (legacy < 0) return -1;
-        if (legacy) goto decline;
-    }
-    Msgs in = {0}, out = {0};
-    Parts sys = {0};
-    int r = L_OK;
-    if (has_sys) r = parse_parts_lane((const unsigned char *)sys_s, (size_t)sys_n, &sys);
-    if (r == L_OK && has_sys && !sys.n_parts) r = L_DECLINE; /* empty: the attribute is kept; rare */
-    if (r == L_OK && has_sys) {
-        Buf none = {0};
-        r = write_message(&in, "system", 6, &sys, &none, &none);
-    }
-    if (r == L_OK && has_in) r = parse_messages_lane((const unsigned char *)in_s, (size_t)in_n, "user", &in);
-    if (r == L_OK && has_out)
-        r = parse_messages_lane((const unsigned char *)out_s, (size_t)out_n, "assistant", &out);
+    Lane own = {0};
+    int chk = lane_check(attrs, &own);
+    if (chk < 0) return -1;
+    if (chk == 0) return 0;
+    if (chk == 2) goto decline;
+    /* parsed already (the same strs: the same buffers) when content_batch() saw this span, else here */
+    Lane *pre = current_lane, *L = &own;
+    if (pre != NULL && pre->state == LANE_DONE && same_input(pre, &own)) L = pre;
+    else lane_parse(&own);
+    int r = L->r;
     PyObject *in_json = NULL, *in_text = NULL, *out_json = NULL, *out_text = NULL, *fin = NULL;
-    if (r == L_OK && in.count) {
-        if (buf_ch(&in.json, ']') < 0) r = L_ERR;
-        else if ((in_json = buf_str(&in.json)) == NULL || (in_text = buf_str(&in.text)) == NULL) r = L_ERR;
+    if (r == L_OK && L->in.count) {
+        if ((in_json = buf_str(&L->in.json)) == NULL || (in_text = buf_str(&L->in.text)) == NULL) r = L_ERR;
     }
-    if (r == L_OK && out.count) {
-        if (buf_ch(&out.json, ']') < 0) r = L_ERR;
-        else if ((out_json = buf_str(&out.json)) == NULL || (out_text = buf_str(&out.text)) == NULL) r = L_ERR;
+    if (r == L_OK && L->out.count) {
+        if ((out_json = buf_str(&L->out.json)) == NULL || (out_text = buf_str(&L->out.text)) == NULL)
+            r = L_ERR;
     }
     if (r == L_OK) {
-        fin = out.has_finish ? buf_str(&out.finish) : Py_NewRef(S_empty);
+        fin = L->out.has_finish ? buf_str(&L->out.finish) : Py_NewRef(S_empty);
         if (fin == NULL) r = L_ERR;
     }
     if (r == L_OK) {
-        if ((has_sys && PyDict_DelItem(attrs, keys[K_SYSTEM_INSTRUCTIONS]) < 0) ||
-            (has_in && PyDict_DelItem(attrs, keys[K_IN_MESSAGES]) < 0) ||
-            (has_out && PyDict_DelItem(attrs, keys[K_OUT_MESSAGES]) < 0))
+        if ((own.has_sys && PyDict_DelItem(attrs, keys[K_SYSTEM_INSTRUCTIONS]) < 0) ||
+            (own.has_in && PyDict_DelItem(attrs, keys[K_IN_MESSAGES]) < 0) ||
+            (own.has_out && PyDict_DelItem(attrs, keys[K_OUT_MESSAGES]) < 0))
             r = L_ERR;
     }
     if (r == L_OK && in_json != NULL) {
@@ -1950,16 +2005,18 @@ static int content_lane(PyObject *attrs, PyObject *row, PyObject **finish) {
     Py_XDECREF(in_text);
     Py_XDECREF(out_json);
     Py_XDECREF(out_text);
-    msgs_free(&in);
-    msgs_free(&out);
-    parts_free(&sys);
+    lane_free(L); /* a pre-parsed lane is used once: a second look at the span parses again */
+    lane_free(&own);
     if (r == L_OK) {
         *finish = fin;
         lane_hits++;
         return 1;
     }
     Py_XDECREF(fin);
-    if (r == L_ERR) return -1;
+    if (r == L_ERR) {
+        if (!PyErr_Occurred()) PyErr_NoMemory(); /* the lane's steps fail only to allocate */
+        return -1;
+    }
 decline:
     lane_declines++;
     return 0;
@@ -2439,10 +2496,126 @@ static int genai_normalize(PyObject *span, PyObject *attrs, PyObject *row) {
 /* pipeline.normalize_span for the usual span; None (declined) where the Python reference must decide:
  * an error status or error.type (exception events are read), times outside int64, attributes not a dict.
  * Any exception means "use the reference for this span" to the caller (which re-runs it from scratch). */
+/* --- content_batch(spans): every span's message JSON parsed up front, with the GIL released ----------- */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n;
+    Lane *lanes;
+} LanesObject;
+
+static void lanes_dealloc(LanesObject *self) {
+    if (self->lanes != NULL) {
+        for (Py_ssize_t i = 0; i < self->n; i++) lane_free(&self->lanes[i]);
+        PyMem_Free(self->lanes);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *lanes_len(LanesObject *self, PyObject *Py_UNUSED(ignored)) {
+    Py_ssize_t parsed = 0;
+    for (Py_ssize_t i = 0; i < self->n; i++) parsed += self->lanes[i].state == LANE_DONE;
+    return Py_BuildValue("(nn)", self->n, parsed);
+}
+
+static PyMethodDef lanes_methods[] = {
+    {"counts", (PyCFunction)lanes_len, METH_NOARGS, "counts() -> (spans, lanes parsed and not used yet)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject LanesType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "collectors._normalize_native.Lanes",
+    .tp_basicsize = sizeof(LanesObject),
+    .tp_dealloc = (destructor)lanes_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "content_batch()'s parsed message attributes, one slot per span (pass to normalize_span).",
+    .tp_methods = lanes_methods,
+};
+
+/* Below this many bytes of message JSON a request parses with the GIL held: not worth a hand-over. */
+#define LANE_RELEASE_BYTES 16384
+
+static PyObject *content_batch(PyObject *self, PyObject *spans) {
+    (void)self;
+    if (!configured || !rows_configured) {
+        PyErr_SetString(PyExc_RuntimeError, "configure()/configure_rows() were not called");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(spans, "content_batch() takes a sequence of spans");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    LanesObject *out = PyObject_New(LanesObject, &LanesType);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    out->n = 0;
+    out->lanes = n ? PyMem_Calloc((size_t)n, sizeof(Lane)) : NULL;
+    if (n && out->lanes == NULL) {
+        Py_DECREF(seq);
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    out->n = n;
+    size_t todo = 0, bytes = 0;
+    if (lane_on && fast_dumps != NULL) { /* the lane runs only where content() would take it */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *attrs = PyObject_GetAttr(PySequence_Fast_GET_ITEM(seq, i), A_attributes);
+            if (attrs == NULL) {
+                PyErr_Clear(); /* not a span: normalize_span reports it */
+                continue;
+            }
+            Lane *L = &out->lanes[i];
+            int chk = PyDict_CheckExact(attrs) ? lane_check(attrs, L) : 0;
+            if (chk == 1) {
+                L->held[0] = L->has_sys ? Py_NewRef(PyDict_GetItemWithError(attrs, keys[K_SYSTEM_INSTRUCTIONS])) : NULL;
+                L->held[1] = L->has_in ? Py_NewRef(PyDict_GetItemWithError(attrs, keys[K_IN_MESSAGES])) : NULL;
+                L->held[2] = L->has_out ? Py_NewRef(PyDict_GetItemWithError(attrs, keys[K_OUT_MESSAGES])) : NULL;
+                L->state = LANE_TODO;
+                todo++;
+                bytes += (size_t)(L->sys_n + L->in_n + L->out_n);
+            } else if (chk < 0) {
+                PyErr_Clear(); /* the span's own normalization meets (and reports) the same problem */
+            }
+            Py_DECREF(attrs);
+        }
+    }
+    Py_DECREF(seq);
+    if (todo) {
+        Lane *lanes = out->lanes;
+        int release = bytes >= LANE_RELEASE_BYTES;
+        PyThreadState *ts = release ? PyEval_SaveThread() : NULL;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (lanes[i].state == LANE_TODO) lane_parse(&lanes[i]);
+        if (release) PyEval_RestoreThread(ts);
+    }
+    return (PyObject *)out;
+}
+
+static PyObject *normalize_span_impl(PyObject *self, PyObject *const *argv, Py_ssize_t nargs);
+
+/* normalize_span(span, registry, res, now_ns[, lanes, index]): with content_batch()'s result and the
+ * span's index in it, the span's message JSON parsed there is used (when the strs are still the same) */
 static PyObject *normalize_span(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 6) return normalize_span_impl(self, argv, nargs);
+    if (!Py_IS_TYPE(argv[4], &LanesType) || !PyLong_Check(argv[5])) {
+        PyErr_SetString(PyExc_TypeError, "normalize_span(): lanes must come from content_batch(), index an int");
+        return NULL;
+    }
+    LanesObject *lanes = (LanesObject *)argv[4];
+    Py_ssize_t i = PyLong_AsSsize_t(argv[5]);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    Lane *saved = current_lane;
+    current_lane = (i >= 0 && i < lanes->n && lanes->lanes[i].state == LANE_DONE) ? &lanes->lanes[i] : NULL;
+    PyObject *row = normalize_span_impl(self, argv, 4);
+    current_lane = saved;
+    return row;
+}
+
+static PyObject *normalize_span_impl(PyObject *self, PyObject *const *argv, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "normalize_span() takes 4 arguments");
+        PyErr_SetString(PyExc_TypeError, "normalize_span() takes 4 or 6 arguments");
         return NULL;
     }
     PyObject *span = argv[0], *registry = argv[1], *res = argv[2];
@@ -2725,7 +2898,10 @@ static PyMethodDef methods[] = {
     {"parse_parts", py_parse_parts, METH_O, "parse_parts(value): messages.py's."},
     {"messages_text", py_messages_text, METH_O, "messages_text(messages): messages.py's, for parsed messages."},
     {"normalize_span", (PyCFunction)(void (*)(void))normalize_span, METH_FASTCALL,
-     "normalize_span(span, registry, res, now_ns): pipeline.normalize_span's row, or None (declined)."},
+     "normalize_span(span, registry, res, now_ns[, lanes, index]): pipeline.normalize_span's row, or None "
+     "(declined); lanes: content_batch()'s result for the request, index: the span's position in it."},
+    {"content_batch", content_batch, METH_O,
+     "content_batch(spans) -> Lanes: each span's message JSON parsed by the lane, with the GIL released."},
     {"configure_rows", configure_rows, METH_VARARGS,
      "configure_rows(defaults, status, epoch, min_ns, max_ns, user_keys, session_keys, error_type_key, "
      "stringify, genai_cls, content_events, tool_io)."},
@@ -2740,4 +2916,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_normalize_native",
                                     "Native OTel GenAI normalization (see collectors/normalize/_native.py).", -1,
                                     methods};
 
-PyMODINIT_FUNC PyInit__normalize_native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__normalize_native(void) {
+    if (PyType_Ready(&LanesType) < 0) return NULL;
+    return PyModule_Create(&module);
+}

@@ -4,7 +4,9 @@ The extension is a C mirror of :func:`collectors.normalize.otel_genai.apply_gena
 the rare content-event and tool paths stay in Python) and of the message parsing in ``messages.py``; it fills
 rows byte-identical to the Python reference (``tests/unit/test_normalize_fast.py`` checks that), ≈ 6x faster.
 Message attributes of the usual shapes skip Python objects altogether: its "direct lane" reads the JSON
-text and writes the stored JSON and text itself (``content_lane()`` counts and switches it).
+text and writes the stored JSON and text itself (``content_lane()`` counts and switches it), and
+``content_batch(spans)`` runs that parse for a whole request up front with the GIL released (the pipeline
+passes its result to ``normalize_span``), so other request threads run meanwhile.
 It is used when it was built (``setup.py``, optional: without a C compiler the install still succeeds) unless
 ``LLM_MONITOR_NATIVE_NORMALIZE=0``; :func:`use_native` switches it per process (tests run both paths).
 

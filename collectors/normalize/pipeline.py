@@ -185,20 +185,33 @@ def normalize_spans(
     cache: dict[int, tuple[dict[str, str], str, str, str]] = {}
     rows = []
     native = _native.native
-    for span in spans:
-        res = cache.get(id(span.resource))
-        if res is None:
-            res = cache[id(span.resource)] = _resource_info(span.resource, project)
-        if native is not None:
+    if native is None:
+        for span in spans:
+            res = cache.get(id(span.resource))
+            if res is None:
+                res = cache[id(span.resource)] = _resource_info(span.resource, project)
+            rows.append(normalize_span(span, reg, res, now_ns))
+    else:
+        # Every span's message JSON parsed first, in one pass that releases the GIL (the bulk of the C
+        # mapping's work: other request threads run meanwhile); each span's mapping then takes its result.
+        try:
+            lanes = native.content_batch(spans)
+        except Exception:
+            lanes = None  # each span parses its own, as the mapping always could
+        for i, span in enumerate(spans):
+            res = cache.get(id(span.resource))
+            if res is None:
+                res = cache[id(span.resource)] = _resource_info(span.resource, project)
             # the C mirror of normalize_span; None (a shape it leaves to Python) or any exception: the
             # reference decides this span from scratch, so a normalizer's failure is handled (and logged) there
             try:
-                row = native.normalize_span(span, reg, res, now_ns)
+                if lanes is not None:
+                    row = native.normalize_span(span, reg, res, now_ns, lanes, i)
+                else:
+                    row = native.normalize_span(span, reg, res, now_ns)
             except Exception:
                 row = None
             rows.append(row if row is not None else normalize_span(span, reg, res, now_ns))
-        else:
-            rows.append(normalize_span(span, reg, res, now_ns))
     if propagate:
         propagate_trace_identity(rows)
     return rows

@@ -670,3 +670,113 @@ def lane_value(draw: st.DrawFn, item: Any) -> str:
 def test_direct_lane_on_generated_messages(attrs):
     """Everything in the lane's grammar is taken by the lane (not declined) and matches the reference."""
     assert lane_both(attrs) == "lane"
+
+
+# --- content_batch: a request's message JSON parsed up front, with the GIL released -------------------------
+
+
+def lane_spans(cases: list[dict[str, Any]]) -> list[Span]:
+    t = 1_700_000_000_000_000_000
+    base: dict[str, Any] = dict(trace_id="ab" * 16, parent_span_id="", name="chat", kind=3)
+    times = dict(start_time_unix_nano=t, end_time_unix_nano=t + 1000)
+    return [
+        Span(**base, **times, span_id=f"{i + 1:016x}", attributes={sc.GEN_AI_OPERATION_NAME: "chat", **attrs})
+        for i, attrs in enumerate(cases)
+    ]
+
+
+def rows_without_batch(spans: list[Span]) -> list[Any]:
+    reg, now = default_registry(), 1_800_000_000_000_000_000
+    res = pipeline._resource_info({}, "default")
+    return [outcome(NATIVE.normalize_span, s, reg, res, now) for s in spans]
+
+
+def test_content_batch_gives_the_rows_a_span_by_span_parse_gives():
+    spans = lane_spans(LANE_CASES + LANE_DECLINED) + workload_spans(500)[0]
+    reg, now = default_registry(), 1_800_000_000_000_000_000
+    res = pipeline._resource_info({}, "default")
+    lanes = NATIVE.content_batch(spans)
+    # parsed: every lane case, 3 of 5 workload spans (the chat spans), and the declined cases that only the
+    # parse itself declines (the others are left at the look-up: legacy keys, non-str values...)
+    parsed_declined = sum(NATIVE.content_batch(lane_spans([c])).counts()[1] for c in LANE_DECLINED)
+    assert 0 < parsed_declined < len(LANE_DECLINED)
+    n_lane = len(LANE_CASES) + 300
+    assert lanes.counts() == (len(spans), n_lane + parsed_declined)
+    _, h0, d0 = NATIVE.content_lane()
+    batched = [outcome(NATIVE.normalize_span, s, reg, res, now, lanes, i) for i, s in enumerate(spans)]
+    _, h1, d1 = NATIVE.content_lane()
+    assert (h1 - h0, d1 - d0) == (n_lane, len(LANE_DECLINED))
+    assert lanes.counts() == (len(spans), 0)  # each parse used once, then freed
+    assert batched == rows_without_batch(spans)
+    # and through the pipeline, against the Python reference
+    ref, fast = both_paths(normalize_spans, spans, now_ns=now)
+    assert ref[0][0] == "list" and fast == ref
+
+
+def test_content_batch_result_is_not_used_for_changed_or_other_spans():
+    a, b = lane_spans(LANE_CASES[:2])
+    lanes = NATIVE.content_batch([a, b])
+    assert lanes.counts() == (2, 2)
+    # the span's message changed after the batch: its own (new) text is what the row gets
+    new = msgs({"role": "user", "parts": [{"type": "text", "content": "changed afterwards"}]})
+    a.attributes = {**a.attributes, IN: new}
+    reg, res, now = default_registry(), pipeline._resource_info({}, "default"), 1_800_000_000_000_000_000
+    row = NATIVE.normalize_span(a, reg, res, now, lanes, 0)
+    assert "changed afterwards" in row["input_text"]
+    assert row == NATIVE.normalize_span(a, reg, res, now)
+    # another span's slot, an index out of range, a negative one: parsed span by span, the same rows
+    assert NATIVE.normalize_span(b, reg, res, now, lanes, 0) == NATIVE.normalize_span(b, reg, res, now)
+    assert NATIVE.normalize_span(b, reg, res, now, lanes, 7) == NATIVE.normalize_span(b, reg, res, now)
+    assert NATIVE.normalize_span(b, reg, res, now, lanes, -1) == NATIVE.normalize_span(b, reg, res, now)
+    assert lanes.counts() == (2, 2)  # neither slot matched its span: both wait, freed with the object
+    with pytest.raises(TypeError):
+        NATIVE.normalize_span(b, reg, res, now, "not lanes", 1)
+    with pytest.raises(TypeError):
+        NATIVE.normalize_span(b, reg, res, now, lanes)
+    with pytest.raises(TypeError):
+        NATIVE.content_batch(5)
+    # things that are not spans, attributes that are not dicts: no slot, no error (normalize_span reports them)
+    listed = lane_spans(LANE_CASES[:1])[0]
+    listed.attributes = [(IN, LANE_CASES[0][IN])]  # type: ignore[assignment]
+    odd = NATIVE.content_batch([object(), listed, b, None])
+    assert odd.counts() == (4, 1)
+    assert NATIVE.content_batch([]).counts() == (0, 0)
+
+
+def test_content_batch_off_when_the_lane_is_off():
+    spans = lane_spans(LANE_CASES[:3])
+    assert NATIVE.content_lane(False)[0] is False
+    try:
+        assert NATIVE.content_batch(spans).counts() == (3, 0)
+    finally:
+        NATIVE.content_lane(True)
+
+
+def test_content_batch_lets_other_threads_run_while_it_parses():
+    """The point of the batch: the parse runs without the GIL, so the other request threads are not held up."""
+    import threading
+
+    big = "word " * 20_000  # ≈ 100 KB of text per message: a parse long enough to observe
+    spans = lane_spans([{IN: msgs({"role": "user", "parts": [{"type": "text", "content": big}]})}] * 40)
+    ticks = [0]
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)  # no forced hand-over of the GIL during the call: only a release lets it run
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        time.sleep(0.05)  # the spinner holds the GIL now; we get it back at its next hand-over
+        before = ticks[0]
+        lanes = NATIVE.content_batch(spans)
+        during = ticks[0] - before
+    finally:
+        stop.set()
+        sys.setswitchinterval(old)
+        t.join()
+    assert lanes.counts() == (40, 40)
+    assert during > 0
