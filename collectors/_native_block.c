@@ -5,10 +5,12 @@
  *
  * encode_block(rows, spec, stamp) -> bytes | None
  *   rows: sequence of dicts; spec: tuple of (name, kind, nullable, arg, default, is_stamp, head, lc).
- *   Holds the GIL throughout (it reads Python objects); no Python object is created per value. Column by
- *   column: the values of one column are gathered (borrowed references: nothing runs Python code that
- *   could drop them meanwhile), then written; a LowCardinality column's dictionary is a small open-
- *   addressing table keyed by the strings' cached hashes.
+ *   Reads Python objects with the GIL held; no Python object is created per value. Column by column: the
+ *   values of one column are gathered (borrowed references: nothing runs Python code that could drop them
+ *   meanwhile), then written; a LowCardinality column's dictionary is a small open-addressing table keyed
+ *   by the strings' cached hashes. Strings of DEFER_MIN bytes or more (prompts, completions) get their
+ *   length and room only; their bytes, and the rest of the block, are copied into the result by
+ *   finish_block(), with the GIL released for a large block (each source str held meanwhile).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -40,11 +42,28 @@ typedef struct {
     int lc;
 } Col;
 
+/* A string's bytes whose copy into the block is left for later: `len` bytes of `src` (the UTF-8 of `owner`,
+ * held by a strong reference meanwhile) go at offset `at` of the block. */
+typedef struct {
+    Py_ssize_t at, len;
+    const char *src;
+    PyObject *owner;
+} Copy;
+
 typedef struct {
     char *p;
     Py_ssize_t len;
     Py_ssize_t cap;
+    /* deferred copies (only in the block's own buffer): strings of at least DEFER_MIN bytes are laid out
+     * (length and room) while the GIL is held and copied after it is released (see finish_block) */
+    int defer;
+    Copy *copies;
+    Py_ssize_t ncopies, capcopies, deferred;
 } Buf;
+
+#define DEFER_MIN 256
+/* Below this many bytes in all, the block is finished with the GIL held: not worth a hand-over. */
+#define RELEASE_BYTES (256 * 1024)
 
 static int buf_reserve(Buf *b, Py_ssize_t extra) {
     if (b->len + extra <= b->cap)
@@ -107,9 +126,70 @@ static int put_str(Buf *b, PyObject *v) {
         }
         return -1;
     }
+    if (b->defer && n >= DEFER_MIN) {
+        if (put_uvarint(b, (uint64_t)n) < 0 || buf_reserve(b, n) < 0)
+            return -1;
+        if (b->ncopies == b->capcopies) {
+            Py_ssize_t cap = b->capcopies ? b->capcopies * 2 : 1024;
+            Copy *c = PyMem_Realloc(b->copies, (size_t)cap * sizeof(Copy));
+            if (c == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            b->copies = c;
+            b->capcopies = cap;
+        }
+        Copy *c = &b->copies[b->ncopies++];
+        c->at = b->len;
+        c->len = n;
+        c->src = s;
+        c->owner = Py_NewRef(v);
+        b->len += n; /* room only: the bytes are copied by finish_block */
+        b->deferred += n;
+        return 0;
+    }
     if (put_uvarint(b, (uint64_t)n) < 0 || put_bytes(b, s, n) < 0)
         return -1;
     return 0;
+}
+
+static void drop_copies(Buf *b) {
+    for (Py_ssize_t i = 0; i < b->ncopies; i++)
+        Py_DECREF(b->copies[i].owner);
+    PyMem_Free(b->copies);
+    b->copies = NULL;
+    b->ncopies = b->capcopies = b->deferred = 0;
+}
+
+/* The block as bytes: the laid-out buffer with the deferred strings copied into their room. The copying
+ * (most of a block's bytes: prompts and completions) runs with the GIL released when there is enough of
+ * it, so other request threads run meanwhile; the new bytes object is ours alone until returned, and
+ * every source str is held. */
+static PyObject *finish_block(Buf *b) {
+    PyObject *out = PyBytes_FromStringAndSize(NULL, b->len);
+    if (out == NULL) {
+        drop_copies(b);
+        return NULL;
+    }
+    char *dst = PyBytes_AS_STRING(out);
+    const char *p = b->p;
+    const Copy *copies = b->copies;
+    Py_ssize_t n = b->ncopies, total = b->len;
+    PyThreadState *ts = total >= RELEASE_BYTES ? PyEval_SaveThread() : NULL;
+    Py_ssize_t done = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Copy *c = &copies[i];
+        if (c->at > done)
+            memcpy(dst + done, p + done, (size_t)(c->at - done));
+        memcpy(dst + c->at, c->src, (size_t)c->len);
+        done = c->at + c->len;
+    }
+    if (total > done)
+        memcpy(dst + done, p + done, (size_t)(total - done));
+    if (ts != NULL)
+        PyEval_RestoreThread(ts);
+    drop_copies(b);
+    return out;
 }
 
 /* days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil) */
@@ -506,6 +586,7 @@ static PyObject *encode_block(PyObject *self, PyObject *args) {
     /* Gathered row by row (each row's dict is read while it is in cache), written column by column. */
     PyObject **vals = NULL;
     Buf b = {NULL, 0, 0};
+    b.defer = 1;
     int refused = 0;
     if ((size_t)nrows > SIZE_MAX / sizeof(PyObject *) / (size_t)(ncols ? ncols : 1) ||
         (vals = PyMem_Malloc((size_t)nrows * (size_t)(ncols ? ncols : 1) * sizeof(PyObject *))) == NULL) {
@@ -544,15 +625,17 @@ static PyObject *encode_block(PyObject *self, PyObject *args) {
     Py_DECREF(seq);
     PyMem_Free(vals);
     if (refused) {
+        drop_copies(&b);
         PyMem_Free(b.p);
         Py_RETURN_NONE;
     }
-    PyObject *out = PyBytes_FromStringAndSize(b.p, b.len);
+    PyObject *out = finish_block(&b);
     PyMem_Free(b.p);
     return out;
 error:
     Py_DECREF(seq);
     PyMem_Free(vals);
+    drop_copies(&b);
     PyMem_Free(b.p);
     return NULL;
 }

@@ -10,6 +10,8 @@ import json
 import math
 import struct
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -578,3 +580,71 @@ def test_a_nullable_datetime_column_writes_zero_ticks_under_null(store) -> None:
     store.insert_raw("nullable_at", [out], "Native", columns=["at", "n"])
     got = store.rows(f"SELECT toUnixTimestamp64Micro(at) AS us, n FROM {table} ORDER BY n")
     assert got == [{"us": None, "n": 0}, {"us": us, "n": 1}]
+
+
+# --- long strings: laid out under the GIL, copied after it is released ----------------------------------------
+
+
+def long_text(i: int, n: int) -> str:
+    """Text of about n characters, some ASCII-only, some not (two- to four-byte UTF-8), some with escapes."""
+    unit = ("prompt words ", "réponse ünïcødé ", "答案 🚀 ", 'quote " back\\slash\n')[i % 4]
+    return (unit * (n // len(unit) + 1))[:n]
+
+
+@built
+@pytest.mark.parametrize("size", [255, 256, 257, 4_000, 300_000])
+def test_long_strings_in_every_string_column_are_byte_identical(size: int) -> None:
+    # plain, nullable and map-value strings are deferred from 256 bytes on; LowCardinality ones never are.
+    # A few rows of 300k characters make a block over the size that releases the GIL; the others stay under.
+    rows = []
+    for i in range(6):
+        m = {"k": long_text(i + 2, size), "short": "v", "": long_text(i + 3, size // 2)}
+        ns = long_text(i + 1, size) if i % 2 else None
+        rows.append(
+            full_row(s=long_text(i, size + i), ns=ns, lc=long_text(i, 300), m=m, arr=("a", long_text(i, 3)))
+        )
+    out = both(rows)
+    assert out is not None
+    back = nb.decode_rows(out)
+    assert [(b["s"], b["ns"], b["m"]) for b in back] == [(r["s"], r["ns"], r["m"]) for r in rows]
+
+
+@built
+def test_a_refusal_after_long_strings_were_laid_out_still_refuses() -> None:
+    big = long_text(0, 10_000)
+    # the long strings of the first columns are laid out before the last row's bad value is met
+    rows = [full_row(s=big, m={"k": big}) for _ in range(3)] + [full_row(s=big, u8=256)]
+    assert both(rows) is None
+    lone = big + "\ud800"  # a lone surrogate inside a long string: refused like a short one
+    assert both([full_row(s=big), full_row(s=lone)]) is None
+    refs = sys.getrefcount(big)
+    for _ in range(50):
+        assert nb._c_encode(rows, SPEC, None) is None
+    assert sys.getrefcount(big) == refs  # the references held for the deferred copies were all dropped
+
+
+@built
+def test_a_large_block_lets_other_threads_run_while_its_strings_are_copied() -> None:
+    rows = [full_row(s=long_text(i, 2_000_000)) for i in range(24)]  # ≈ 48 MB to copy
+    ticks = [0]
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)  # no forced hand-over of the GIL during the call: only a release lets it run
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        time.sleep(0.05)  # the spinner holds the GIL now; we get it back at its next hand-over
+        before = ticks[0]
+        out = nb._c_encode(rows, SPEC, None)
+        during = ticks[0] - before
+    finally:
+        stop.set()
+        sys.setswitchinterval(old)
+        t.join()
+    assert out == nb.encode_block_py(rows, SPEC, None)
+    assert during > 0
