@@ -1342,8 +1342,7 @@ static int emit_str(Buf *o, const char *s, size_t n) {
     o->b[o->n++] = '"';
     size_t i = 0;
     while (i < n) {
-        size_t j = i;
-        while (j < n && (unsigned char)s[j] >= 0x20 && s[j] != '"' && s[j] != '\\') j++;
+        size_t j = (size_t)((const char *)scan_plain((const unsigned char *)s + i, (const unsigned char *)s + n) - s);
         if (j > i && buf_put(o, s + i, j - i) < 0) return -1;
         if (j >= n) break;
         unsigned char ch = (unsigned char)s[j];
