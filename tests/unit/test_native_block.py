@@ -10,8 +10,6 @@ import json
 import math
 import struct
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from collectors import native as nb
 from collectors import rowbinary as rb
 from collectors.writer import StoreWriter, _columns
 from monitor.store.schema import SPAN_DEFAULTS, STAMP_COLUMN, TABLE_DEFAULTS
+from tests.unit.gil_probe import progress_during
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import workload
@@ -626,25 +625,6 @@ def test_a_refusal_after_long_strings_were_laid_out_still_refuses() -> None:
 @built
 def test_a_large_block_lets_other_threads_run_while_its_strings_are_copied() -> None:
     rows = [full_row(s=long_text(i, 2_000_000)) for i in range(24)]  # ≈ 48 MB to copy
-    ticks = [0]
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            ticks[0] += 1
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1.0)  # no forced hand-over of the GIL during the call: only a release lets it run
-    t = threading.Thread(target=spin)
-    t.start()
-    try:
-        time.sleep(0.05)  # the spinner holds the GIL now; we get it back at its next hand-over
-        before = ticks[0]
-        out = nb._c_encode(rows, SPEC, None)
-        during = ticks[0] - before
-    finally:
-        stop.set()
-        sys.setswitchinterval(old)
-        t.join()
+    out, during = progress_during(lambda: nb._c_encode(rows, SPEC, None))
     assert out == nb.encode_block_py(rows, SPEC, None)
     assert during > 0

@@ -35,6 +35,7 @@ from collectors.normalize.pipeline import default_registry, normalize_span, norm
 from collectors.otlp import Span, SpanEvent
 from monitor import semconv as sc
 from monitor.store.schema import SPAN_DEFAULTS
+from tests.unit.gil_probe import progress_during
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
@@ -754,29 +755,8 @@ def test_content_batch_off_when_the_lane_is_off():
 
 def test_content_batch_lets_other_threads_run_while_it_parses():
     """The point of the batch: the parse runs without the GIL, so the other request threads are not held up."""
-    import threading
-
     big = "word " * 20_000  # ≈ 100 KB of text per message: a parse long enough to observe
     spans = lane_spans([{IN: msgs({"role": "user", "parts": [{"type": "text", "content": big}]})}] * 40)
-    ticks = [0]
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            ticks[0] += 1
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1.0)  # no forced hand-over of the GIL during the call: only a release lets it run
-    t = threading.Thread(target=spin)
-    t.start()
-    try:
-        time.sleep(0.05)  # the spinner holds the GIL now; we get it back at its next hand-over
-        before = ticks[0]
-        lanes = NATIVE.content_batch(spans)
-        during = ticks[0] - before
-    finally:
-        stop.set()
-        sys.setswitchinterval(old)
-        t.join()
+    lanes, during = progress_during(lambda: NATIVE.content_batch(spans))
     assert lanes.counts() == (40, 40)
     assert during > 0
