@@ -1871,11 +1871,13 @@ static int parse_parts_lane(const unsigned char *s, size_t n, Parts *ps) {
 
 static Py_ssize_t lane_hits = 0, lane_declines = 0;
 
-/* attrs[key] as UTF-8 when it is a str starting with '[' or '{': 1; absent: 0; anything else: decline (2) */
-static int json_attr(PyObject *attrs, PyObject *key, const char **s, Py_ssize_t *n) {
+/* attrs[key] as UTF-8 when it is a str starting with '[' or '{': 1 (*held: a new reference to the str, so
+ * that its bytes outlive whatever later look-ups do to the dict); absent: 0; anything else: decline (2) */
+static int json_attr(PyObject *attrs, PyObject *key, const char **s, Py_ssize_t *n, PyObject **held) {
     PyObject *v = dget(attrs, key);
     if (v == NULL) return PyErr_Occurred() ? -1 : 0;
     if (!PyUnicode_CheckExact(v)) return 2;
+    Py_XSETREF(*held, Py_NewRef(v));
     *s = PyUnicode_AsUTF8AndSize(v, n);
     if (*s == NULL) {
         PyErr_Clear(); /* a lone surrogate: the reference decides */
@@ -1908,12 +1910,13 @@ static void lane_free(Lane *L) {
     L->state = LANE_EMPTY;
 }
 
-/* Whether the lane takes these attributes: 1 yes (pointers set), 0 no message attribute at all,
- * 2 decline (the reference decides), -1 error. Needs the GIL; reads, never changes `attrs`. */
+/* Whether the lane takes these attributes: 1 yes (pointers set, their strs held), 0 no message attribute
+ * at all, 2 decline (the reference decides), -1 error. Needs the GIL; reads, never changes `attrs`. The
+ * caller releases what L holds (lane_free) whatever the answer. */
 static int lane_check(PyObject *attrs, Lane *L) {
-    L->has_sys = json_attr(attrs, keys[K_SYSTEM_INSTRUCTIONS], &L->sys_s, &L->sys_n);
-    L->has_in = json_attr(attrs, keys[K_IN_MESSAGES], &L->in_s, &L->in_n);
-    L->has_out = json_attr(attrs, keys[K_OUT_MESSAGES], &L->out_s, &L->out_n);
+    L->has_sys = json_attr(attrs, keys[K_SYSTEM_INSTRUCTIONS], &L->sys_s, &L->sys_n, &L->held[0]);
+    L->has_in = json_attr(attrs, keys[K_IN_MESSAGES], &L->in_s, &L->in_n, &L->held[1]);
+    L->has_out = json_attr(attrs, keys[K_OUT_MESSAGES], &L->out_s, &L->out_n, &L->held[2]);
     if (L->has_sys < 0 || L->has_in < 0 || L->has_out < 0) return -1;
     if (!L->has_sys && !L->has_in && !L->has_out) return 0; /* no messages at all: nothing to count */
     if (L->has_sys == 2 || L->has_in == 2 || L->has_out == 2 || (L->has_in | L->has_out) == 0) return 2;
@@ -1965,9 +1968,12 @@ static int same_input(const Lane *a, const Lane *b) {
 static int content_lane(PyObject *attrs, PyObject *row, PyObject **finish) {
     Lane own = {0};
     int chk = lane_check(attrs, &own);
-    if (chk < 0) return -1;
-    if (chk == 0) return 0;
-    if (chk == 2) goto decline;
+    if (chk != 1) {
+        lane_free(&own);
+        if (chk < 0) return -1;
+        if (chk == 0) return 0;
+        goto decline;
+    }
     /* parsed already (the same strs: the same buffers) when content_batch() saw this span, else here */
     Lane *pre = current_lane, *L = &own;
     if (pre != NULL && pre->state == LANE_DONE && same_input(pre, &own)) L = pre;
@@ -2567,14 +2573,13 @@ static PyObject *content_batch(PyObject *self, PyObject *spans) {
             Lane *L = &out->lanes[i];
             int chk = PyDict_CheckExact(attrs) ? lane_check(attrs, L) : 0;
             if (chk == 1) {
-                L->held[0] = L->has_sys ? Py_NewRef(PyDict_GetItemWithError(attrs, keys[K_SYSTEM_INSTRUCTIONS])) : NULL;
-                L->held[1] = L->has_in ? Py_NewRef(PyDict_GetItemWithError(attrs, keys[K_IN_MESSAGES])) : NULL;
-                L->held[2] = L->has_out ? Py_NewRef(PyDict_GetItemWithError(attrs, keys[K_OUT_MESSAGES])) : NULL;
                 L->state = LANE_TODO;
                 todo++;
-                bytes += (size_t)(L->sys_n + L->in_n + L->out_n);
-            } else if (chk < 0) {
-                PyErr_Clear(); /* the span's own normalization meets (and reports) the same problem */
+                bytes += (size_t)((L->has_sys ? L->sys_n : 0) + (L->has_in ? L->in_n : 0) +
+                                  (L->has_out ? L->out_n : 0));
+            } else {
+                if (chk < 0) PyErr_Clear(); /* the span's own normalization meets (and reports) it again */
+                lane_free(L);
             }
             Py_DECREF(attrs);
         }

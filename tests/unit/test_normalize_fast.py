@@ -760,3 +760,22 @@ def test_content_batch_lets_other_threads_run_while_it_parses():
     lanes, during = progress_during(lambda: NATIVE.content_batch(spans))
     assert lanes.counts() == (40, 40)
     assert during > 0
+
+
+def test_the_lane_leaves_no_reference_behind():
+    spans = lane_spans(LANE_CASES + LANE_DECLINED)
+    # the message attributes' strs (what the lane reads and holds), not shared ones like "chat"
+    values = [
+        v for s in spans for k, v in s.attributes.items() if k in (IN, OUT, SYS) and isinstance(v, str) and v
+    ]
+    assert len(values) > 20
+    before = [sys.getrefcount(v) for v in values]
+    reg, res, now = default_registry(), pipeline._resource_info({}, "default"), 1_800_000_000_000_000_000
+    for _ in range(20):
+        lanes = NATIVE.content_batch(spans)
+        for i, s in enumerate(spans):
+            outcome(NATIVE.normalize_span, s, reg, res, now, lanes, i)
+            outcome(NATIVE.normalize_span, s, reg, res, now)
+        del lanes
+        NATIVE.content_batch(spans)  # slots never taken: released with the object
+    assert [sys.getrefcount(v) for v in values] == before
