@@ -86,21 +86,30 @@ def main() -> int:
                     "accepted_per_s": e["accepted_per_s"],
                     "collector_cpu_us_per_span": e["collector_cpu_us_per_span"],
                     "stage_cpu_us_per_span": sum(stages.values()),  # 0 for a tree without the metric
+                    **{f"stage_{k}": v for k, v in stages.items()},
                 }
             )
             print(
                 f"{name:12s} round {r}: stored {e['spans_per_s']:8,.0f}/s  accepted {e['accepted_per_s']:8,.0f}/s"
-                f"  CPU {e['collector_cpu_us_per_span']:5.1f} µs/span  stages {sum(stages.values()):5.1f}",
+                f"  CPU {e['collector_cpu_us_per_span']:5.1f} µs/span  stages {sum(stages.values()):5.1f}"
+                f"  (normalize {stages.get('normalize', 0.0):4.1f})",
                 flush=True,
             )
     print()
     for name, rs in runs.items():
-        med = {k: statistics.median(x[k] for x in rs) for k in rs[0]}
+        med = {k: statistics.median(x.get(k, 0.0) for x in rs) for k in rs[0]}
         print(
             f"{name:12s} medians: stored {med['stored_per_s']:8,.0f}/s  accepted {med['accepted_per_s']:8,.0f}/s"
             f"  CPU {med['collector_cpu_us_per_span']:5.1f} µs/span  stages {med['stage_cpu_us_per_span']:5.1f}"
             f"  runs {[round(x['stored_per_s']) for x in rs]}"
         )
+        by_stage = "  ".join(
+            f"{k[6:]} {v:.1f}"
+            for k, v in med.items()
+            if k.startswith("stage_") and k != "stage_cpu_us_per_span"
+        )
+        if by_stage:
+            print(f"{'':12s} stage medians, CPU µs/span: {by_stage}")
     if args.out is not None:
         args.out.write_text(json.dumps({"arms": arms, "runs": runs}, indent=2) + "\n")
     return 0
