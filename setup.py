@@ -2,7 +2,8 @@
 
 ``optional=True``: where no C compiler or Python headers exist the install still succeeds;
 ``collectors.otlp`` then falls back to the upb decoder, ``collectors.normalize`` to its Python mapping and
-``collectors.native`` to its Python encoder.
+``collectors.native`` to its Python encoder, and the SDK's deferred model calls
+(``monitor.instrumentation._fastcall``) to their Python request path.
 """
 
 from setuptools import Extension, setup
@@ -24,6 +25,12 @@ setup(
         Extension(
             "collectors._native_block",
             ["collectors/_native_block.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
+        ),
+        Extension(
+            "monitor.instrumentation._fastcall",
+            ["monitor/instrumentation/_fastcall.c"],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],
         ),

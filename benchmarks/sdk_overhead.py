@@ -26,8 +26,10 @@ A micro-benchmark times the export-thread redaction of the spans themselves.
 The finest estimator (session 6) interleaves call by call: per instrumented arm, the same non-streaming
 call through the instrumented method and through the SDK's own method saved before instrumenting,
 alternating, GC off while timed and each arm's added GC on the app's thread put back (``interleaved``;
-the verdict's figure). For our arm a decomposition pass says where the added time goes: the SDK call
-inside our wrapper against the bare call, our steps before and after it, the dispatch to our wrapper.
+the verdict's figure). Our arm runs on its default request path, in C for the OpenAI SDK's sync methods
+(``monitor/instrumentation/_fastcall.c``, session 10); the same interleaved pass is repeated on its
+Python path (``LLM_MONITOR_NATIVE_SDK=0``), where a decomposition pass says where the added time goes:
+the SDK call inside our wrapper against the bare call, our steps before and after it, the dispatch.
 
 Usage: ``.venv/bin/python benchmarks/sdk_overhead.py [--calls N] [--rounds R] [--pairs P] [--profile]
 [--out FILE]``.
@@ -36,6 +38,7 @@ Usage: ``.venv/bin/python benchmarks/sdk_overhead.py [--calls N] [--rounds R] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import gc
 import io
@@ -48,7 +51,7 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -538,6 +541,26 @@ def bench_redaction(chat_client: openai.OpenAI) -> dict[str, Any]:
 # --- our own code on the request path, timed from inside -----------------------------------------------------
 
 
+PYTHON_PATH = "llm-monitor (Python path)"
+
+
+@contextlib.contextmanager
+def python_path() -> Iterator[None]:
+    """Our arm on its Python request path while inside (``LLM_MONITOR_NATIVE_SDK=0``, which the instrumentor
+    reads when the arm is switched on): by default the OpenAI SDK's sync methods take the C path
+    (``monitor/instrumentation/_fastcall.c``), which the in-situ and decomposition passes cannot time from
+    inside, as they replace ``_call_sync``."""
+    old = os.environ.get(_deferred.ENV_NATIVE)
+    os.environ[_deferred.ENV_NATIVE] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(_deferred.ENV_NATIVE, None)
+        else:
+            os.environ[_deferred.ENV_NATIVE] = old
+
+
 def in_situ_us(arms: list[Arm], chat_client: openai.OpenAI, calls: int = 3000) -> dict[str, float]:
     """Elapsed µs of our wrapper's own steps around the provider call (``FastPath.begin`` before it,
     ``_complete`` after it), timed with ``perf_counter_ns`` inside a non-streaming call: what our code
@@ -893,10 +916,15 @@ def main(argv: list[str] | None = None) -> int:
         raw = run_latency(arms, fn, args.calls, args.rounds, exporters)
         alloc = run_alloc(arms, fn, args.alloc_calls)
         results[scenario] = summarize(raw, alloc)
-    in_situ = in_situ_us(arms, chat_client)
+    native = _deferred.native() is not None
     gc_calls = gc_per_call(arms, lambda: call_chat(chat_client), args.gc_calls)
     interleaved = run_interleaved(arms, chat_client, args.pairs, gc_calls)
-    decomposition = decompose_ours(arms, chat_client, args.pairs // 2)
+    with python_path():  # the same arm on its Python request path, and where that one's time goes
+        ours_py = [a for a in arms if a.name in ("none", "llm-monitor")]
+        gc_py = {**gc_calls, **gc_per_call(ours_py[1:], lambda: call_chat(chat_client), args.gc_calls)}
+        interleaved[PYTHON_PATH] = run_interleaved(ours_py, chat_client, args.pairs, gc_py)["llm-monitor"]
+        in_situ = in_situ_us(arms, chat_client)
+        decomposition = decompose_ours(arms, chat_client, args.pairs // 2)
     redaction = bench_redaction(chat_client)
     yardstick.append(reference_span_us())
     span_us = statistics.mean(yardstick)
@@ -944,6 +972,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "alloc_calls": args.alloc_calls,
             "transport": args.transport,
+            "native_request_path": native,
         },
         "machine": {
             "cores": os.cpu_count(),
@@ -963,6 +992,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": results,
         "in_situ_request_path": in_situ,
         "gc_on_app_thread_chat": gc_calls,
+        "gc_on_app_thread_chat_python_path": gc_py["llm-monitor"],
         "interleaved_chat": interleaved,
         "decomposition_ours_chat": decomposition,
         "redaction_export_thread": redaction,
@@ -987,7 +1017,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['span_with_key_us']:6.1f} µs   {r.get('mb_per_s_64k_json', float('nan')):6.1f} MB/s"
             )
     print(
-        f"\nour steps on the request path, timed inside a chat call: p50 {in_situ['p50_us']:.1f} µs, "
+        f"\nour steps on the Python request path, timed inside a chat call: p50 {in_situ['p50_us']:.1f} µs, "
         f"p90 {in_situ['p90_us']:.1f} µs"
     )
     print(
@@ -1003,7 +1033,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     d = decomposition
     print(
-        f"  where ours goes (p50 µs): SDK call inside our wrapper minus bare {d['inner_minus_bare_p50_us']:+.1f}, "
+        f"  where ours goes on the Python path (p50 µs): SDK call inside our wrapper minus bare {d['inner_minus_bare_p50_us']:+.1f}, "
         f"begin {d['begin_p50_us']:.1f}, complete {d['complete_p50_us']:.1f}, dispatch {d['dispatch_p50_us']:.1f}"
     )
     print("\nGC on the calling thread during a chat call (gc.callbacks; per call):")

@@ -52,7 +52,15 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from monitor._guard import guard
 from monitor.instrumentation._nesting import _SLOT_KEY
 
-__all__ = ["FINISHER", "FastPath", "Finisher", "PendingCall", "PresetIdGenerator", "drain"]
+__all__ = [
+    "FINISHER",
+    "FastPath",
+    "Finisher",
+    "PendingCall",
+    "PresetIdGenerator",
+    "drain",
+    "native",
+]
 
 logger = logging.getLogger("monitor")
 
@@ -406,6 +414,45 @@ class Finisher:
 
 
 FINISHER = Finisher()
+
+ENV_NATIVE = "LLM_MONITOR_NATIVE_SDK"
+_native: Any = None  # the configured ``_fastcall`` module, False when unavailable, None before the first look
+
+
+def native() -> Any:
+    """The configured ``_fastcall`` module (this module's request path in C, for an instrumentor's sync
+    methods: ``FastMethod``, ``ChatSnapshot``) when the extension is built and OTel's default runtime
+    context is in use, else None; also None while ``LLM_MONITOR_NATIVE_SDK=0`` (read when an instrumentor
+    installs its methods)."""
+    if os.environ.get(ENV_NATIVE, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    global _native
+    if _native is None:
+        _native = _load_native() or False
+    return _native or None
+
+
+def _load_native() -> Any:
+    if _CURRENT_VAR is None:  # pragma: no cover - an app configured another runtime context
+        return None
+    try:
+        from monitor.instrumentation import _fastcall  # type: ignore[attr-defined]
+    except ImportError:  # not built (no compiler at install): the Python path
+        return None
+    from monitor.instrumentation.base import _LIST_ARGUMENTS
+
+    _fastcall.configure(
+        PendingCall,
+        Context,
+        _SPAN_KEY,
+        _SLOT_KEY,
+        _CURRENT_VAR,
+        _ROOT_FLAGS,
+        _getrandbits,
+        _LIST_ARGUMENTS,
+        FINISHER,
+    )
+    return _fastcall
 
 
 def drain() -> None:

@@ -25,7 +25,8 @@ def _header(value: Any) -> str | None:
 _CHAT_HEAD = 9  # fields of a chat snapshot before its choices
 _CHOICE = 6  # fields per choice
 _MISSING = object()
-_SDK_MODEL_TYPES: dict[type, bool] = {}  # type -> one of the openai SDK's own (pydantic) models
+# type -> one of the openai SDK's own (pydantic) models (also read by ``_fastcall.ChatSnapshot``)
+SDK_MODEL_TYPES: dict[type, bool] = {}
 
 
 def _extra_field(model: Any, name: str) -> Any:
@@ -52,7 +53,7 @@ def chat_response_snapshot(response: Any) -> tuple[Any, ...]:
     role, content, refusal, finish_reason and its tool calls as a tuple of ``(id, name, arguments)``
     (none: the shared ``()``).
     """
-    if is_sdk_model(response, "openai", _SDK_MODEL_TYPES):
+    if is_sdk_model(response, "openai", SDK_MODEL_TYPES):
         try:
             return _sdk_chat_snapshot(response)
         except AttributeError:  # an SDK model without a field we read: the generic reads below

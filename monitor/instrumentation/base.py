@@ -36,6 +36,7 @@ from opentelemetry import trace
 
 from monitor import _tracing
 from monitor import semconv as sc
+from monitor._guard import guard
 from monitor._version import __version__
 
 __all__ = ["Instrumentor", "Wrapper", "snapshot_kwargs"]
@@ -124,19 +125,42 @@ class Instrumentor(ABC):
     def _instrument(self) -> None:
         """Apply the patches (call :meth:`_wrap`); may raise, in which case applied patches are undone."""
 
-    def _wrap(self, module: str, path: str, wrapper: Wrapper) -> None:
-        """Wrap ``module.path`` (e.g. ``"Completions.create"``) with ``wrapper``; remember the original."""
+    def _wrap(
+        self,
+        module: str,
+        path: str,
+        wrapper: Wrapper,
+        native: Callable[[types.FunctionType], Any] | None = None,
+    ) -> None:
+        """Wrap ``module.path`` (e.g. ``"Completions.create"``) with ``wrapper``; remember the original.
+
+        ``native(original)``, for a plain sync function on a class, may build what to install instead of
+        :func:`_method` (the deferred path in C, ``_deferred.native``): it must behave as
+        ``wrapper`` would.
+        """
         import wrapt
 
         parent, attribute, _ = wrapt.resolve_path(module, path)
         original = vars(parent).get(attribute, _MISSING) if hasattr(parent, "__dict__") else _MISSING
         installed: Any
         if PLAIN_METHODS and isinstance(parent, type) and type(original) is types.FunctionType:
-            installed = _method(original, wrapper)
+            installed = None
+            if native is not None and not inspect.iscoroutinefunction(original):
+                installed = native(original)
+            if installed is None:
+                installed = _method(original, wrapper)
+            else:
+                functools.update_wrapper(installed, original)
             setattr(parent, attribute, installed)
         else:
             installed = wrapt.wrap_function_wrapper(parent, attribute, wrapper)
         self._patches.append((parent, attribute, original, installed))
+
+    def _internal_error(self, site: str, exc: BaseException) -> None:
+        """The native request path's guard (``_fastcall``): log ``exc`` once for ``site``, or re-raise it
+        under ``LLM_MONITOR_RAISE_INTERNAL``."""
+        with guard(site):
+            raise exc
 
     def _restore(self) -> None:
         while self._patches:

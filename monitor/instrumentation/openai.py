@@ -45,7 +45,7 @@ from monitor.instrumentation import _openai_chat as chat
 from monitor.instrumentation import _openai_extract as ex
 from monitor.instrumentation import _openai_raw as raw
 from monitor.instrumentation import _openai_responses as rx
-from monitor.instrumentation._deferred import FINISHER, FastPath, PendingCall
+from monitor.instrumentation._deferred import FINISHER, FastPath, PendingCall, native
 from monitor.instrumentation._genai import LLMCall, degraded_request_attributes
 from monitor.instrumentation._stream import (
     Accumulator,
@@ -153,7 +153,7 @@ class OpenAIInstrumentor(Instrumentor):
         ):
             if not (_available(module, sync_path) and _available(module, async_path)):
                 continue
-            self._wrap(module, sync_path, functools.partial(self._call_sync, op))
+            self._wrap(module, sync_path, functools.partial(self._call_sync, op), native=self._native(op))
             self._wrap(module, async_path, functools.partial(self._call_async, op))
 
     # -- shared steps (every one guarded; the user's call runs outside them) -------------------------
@@ -195,6 +195,7 @@ class OpenAIInstrumentor(Instrumentor):
         """After a fast-path call returned: defer a plain response to the finisher, upgrade the rest.
 
         On the app's request path: a handful of attribute reads and one deque append (steps inlined).
+        ``_fastcall`` does the same in C, with :meth:`_complete_other` and :meth:`_defer_failed` as here.
         """
         pending.detach()
         try:
@@ -219,14 +220,56 @@ class OpenAIInstrumentor(Instrumentor):
                 else:
                     finisher.submit(pending)
                 return result
+        except Exception as exc:
+            return self._defer_failed(op, pending, resource, kwargs, result, exc)
+        return self._complete_other(op, pending, resource, kwargs, result)
+
+    def _complete_other(
+        self, op: Operation, pending: PendingCall, resource: Any, kwargs: dict[str, Any], result: Any
+    ) -> Any:
+        """A fast-path call that returned a stream or a raw response: a deferred stream proxy, else the
+        eager span (its ids and start), finished as the eager path finishes it."""
+        try:
             proxy = self._deferred_stream_proxy(op, pending, resource, kwargs, result)
             if proxy is not None:
                 return proxy
         except Exception:
             with guard(f"openai.{op.name}.defer"):
                 raise
+        return self._upgrade_finish(op, pending, resource, kwargs, result)
+
+    def _defer_failed(
+        self,
+        op: Operation,
+        pending: PendingCall,
+        resource: Any,
+        kwargs: dict[str, Any],
+        result: Any,
+        exc: Exception,
+    ) -> Any:
+        """Our bug while deferring a returned call: logged once, then the eager span records the call."""
+        with guard(f"openai.{op.name}.defer"):
+            raise exc
+        return self._upgrade_finish(op, pending, resource, kwargs, result)
+
+    def _upgrade_finish(
+        self, op: Operation, pending: PendingCall, resource: Any, kwargs: dict[str, Any], result: Any
+    ) -> Any:
         call = self._upgrade(op, pending, resource, kwargs)
         return result if call is None else self._finish(op, call, result)
+
+    def _call_failed(
+        self,
+        op: Operation,
+        pending: PendingCall,
+        resource: Any,
+        kwargs: Mapping[str, Any],
+        exc: BaseException,
+    ) -> None:
+        """A fast-path call raised (its stand-in already detached): the eager span records the failure."""
+        failed = self._upgrade(op, pending, resource, kwargs)
+        if failed is not None:
+            failed.fail(exc)
 
     def _deferred_stream_proxy(
         self, op: Operation, pending: PendingCall, resource: Any, kwargs: dict[str, Any], result: Any
@@ -315,6 +358,18 @@ class OpenAIInstrumentor(Instrumentor):
 
     # -- wrappers (wrapt signature: wrapped, instance, args, kwargs) ----------------------------------
 
+    def _native(self, op: Operation) -> Callable[[Any], Any] | None:
+        """What ``_wrap`` installs for ``op``'s sync methods instead of the Python dispatch: the deferred
+        request path in C (``_fastcall``), when built and this instrumentor has a fast path."""
+        fast = self._fast
+        module = native() if fast is not None else None
+        if module is None:
+            return None
+        snapshot = op.snapshot
+        if snapshot is chat.chat_response_snapshot:  # the same tuple, read in C
+            snapshot = module.ChatSnapshot(snapshot, chat.SDK_MODEL_TYPES)
+        return lambda original: module.FastMethod(original, self, op, fast, snapshot)
+
     def _call_sync(
         self,
         op: Operation,
@@ -334,11 +389,20 @@ class OpenAIInstrumentor(Instrumentor):
                 result = wrapped(*args, **kwargs)
             except BaseException as exc:
                 pending.detach()
-                failed = self._upgrade(op, pending, instance, kwargs)
-                if failed is not None:
-                    failed.fail(exc)
+                self._call_failed(op, pending, instance, kwargs, exc)
                 raise
             return self._complete(op, pending, instance, kwargs, result)
+        return self._eager_call(op, wrapped, instance, args, kwargs)
+
+    def _eager_call(
+        self,
+        op: Operation,
+        wrapped: Callable[..., Any],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A sync call on the eager path: its span exists (and is current) while the SDK runs."""
         call = self._begin(op, instance, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
@@ -369,9 +433,7 @@ class OpenAIInstrumentor(Instrumentor):
                 result = await wrapped(*args, **kwargs)
             except BaseException as exc:
                 pending.detach()
-                failed = self._upgrade(op, pending, instance, kwargs)
-                if failed is not None:
-                    failed.fail(exc)
+                self._call_failed(op, pending, instance, kwargs, exc)
                 raise
             return self._complete(op, pending, instance, kwargs, result)
         call = self._begin(op, instance, kwargs)

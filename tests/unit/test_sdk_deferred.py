@@ -702,7 +702,7 @@ def test_sdk_models_and_their_json_give_the_same_snapshot() -> None:
     }
     model = ChatCompletion.model_validate(body)
     assert _openai_chat.chat_response_snapshot(model) == _openai_chat.chat_response_snapshot(body)
-    assert _openai_chat._SDK_MODEL_TYPES[ChatCompletion] is True  # the direct reads were taken
+    assert _openai_chat.SDK_MODEL_TYPES[ChatCompletion] is True  # the direct reads were taken
     attrs = _openai_chat.chat_response_attributes(model, True)
     assert attrs == _openai_chat.chat_response_attributes(body, True)
     assert (

@@ -456,9 +456,12 @@ def test_instrument_and_uninstrument_are_idempotent_and_restore() -> None:
     assert not inst.active
 
 
-def test_patched_methods_look_like_the_originals_and_both_dispatches_record_the_same_span(
-    server: FakeOpenAIServer, client: openai.OpenAI
+def test_patched_methods_look_like_the_originals_and_every_dispatch_records_the_same_span(
+    server: FakeOpenAIServer, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Three ways our wrapper can sit on the SDK class: the deferred request path in C (``_fastcall``, the
+    default for sync methods), a plain Python function (``LLM_MONITOR_NATIVE_SDK=0``, and every async
+    method), wrapt's proxy (``PLAIN_METHODS`` off). Each looks like the original and records the same span."""
     import inspect
 
     import wrapt
@@ -467,26 +470,43 @@ def test_patched_methods_look_like_the_originals_and_both_dispatches_record_the_
     from monitor.instrumentation import base
 
     sync_original, async_original = vars(Completions)["create"], vars(AsyncCompletions)["create"]
-    seen: dict[bool, list[tuple[str, dict[str, Any]]]] = {}
-    for plain in (True, False):
-        base.PLAIN_METHODS = plain
+    seen: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for mode, sync_type in (("native", "FastMethod"), ("plain", "function"), ("wrapt", "FunctionWrapper")):
+        base.PLAIN_METHODS = mode != "wrapt"
+        monkeypatch.setenv("LLM_MONITOR_NATIVE_SDK", "1" if mode == "native" else "0")
         try:
             with recording(service_name="test", instrument=["openai"]) as r:
                 patched, apatched = vars(Completions)["create"], vars(AsyncCompletions)["create"]
-                # plain functions of ours on the class (cheaper to call); wrapt's proxy when switched off
-                assert isinstance(patched, wrapt.FunctionWrapper) is (not plain)
-                assert type(patched).__name__ == ("function" if plain else "FunctionWrapper")
+                assert isinstance(patched, wrapt.FunctionWrapper) is (mode == "wrapt")
+                assert type(patched).__name__ == sync_type
+                assert type(apatched).__name__ == ("FunctionWrapper" if mode == "wrapt" else "function")
                 for p, o in ((patched, sync_original), (apatched, async_original)):
-                    assert (p.__name__, p.__doc__, p.__wrapped__) == (o.__name__, o.__doc__, o)
+                    assert (p.__name__, p.__qualname__, p.__doc__, p.__module__, p.__wrapped__) == (
+                        o.__name__,
+                        o.__qualname__,
+                        o.__doc__,
+                        o.__module__,
+                        o,
+                    )
                     assert inspect.signature(p) == inspect.signature(o)
                     assert inspect.iscoroutinefunction(p) is inspect.iscoroutinefunction(o)
+                # bound like the original: on an instance a method whose signature drops self
+                bound = client.chat.completions.create
+                assert bound.__self__ is client.chat.completions
+                unbound = sync_original.__get__(client.chat.completions)
+                assert inspect.signature(bound) == inspect.signature(unbound)
                 kw: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
                 a = client.chat.completions.create(**kw)
                 b = Completions.create(client.chat.completions, **kw)  # called through the class
+                c = bound(**kw)  # through the bound-method object
                 aclient = openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
-                c = asyncio.run(aclient.chat.completions.create(**kw))  # a fresh client per event loop
-                assert all(x.choices[0].message.content for x in (a, b, c))
+                d = asyncio.run(aclient.chat.completions.create(**kw))  # a fresh client per event loop
+                assert all(x.choices[0].message.content for x in (a, b, c, d))
                 spans = r.spans()
+                if mode != "wrapt":  # (wrapt calls our wrapper without an instance: a failed span)
+                    with pytest.raises(TypeError, match="self"):  # no self: the original's own error
+                        Completions.create(**kw)
+                    assert len(r.spans()) == len(spans)
         finally:
             base.PLAIN_METHODS = True
         reset_global_tracer_provider()
@@ -495,9 +515,9 @@ def test_patched_methods_look_like_the_originals_and_both_dispatches_record_the_
             async_original,
         )
         drop = {sc.GEN_AI_RESPONSE_ID, sc.SERVER_PORT}
-        seen[plain] = [(s.name, {k: v for k, v in s.attributes.items() if k not in drop}) for s in spans]
-        assert len(seen[plain]) == 3 and all(name == "chat gpt-4o-mini" for name, _ in seen[plain])
-    assert seen[True] == seen[False]
+        seen[mode] = [(s.name, {k: v for k, v in s.attributes.items() if k not in drop}) for s in spans]
+        assert len(seen[mode]) == 4 and all(name == "chat gpt-4o-mini" for name, _ in seen[mode])
+    assert seen["native"] == seen["plain"] == seen["wrapt"]
 
 
 def test_shutdown_uninstruments(client: openai.OpenAI) -> None:
