@@ -328,6 +328,13 @@ class FastPath:
 class Finisher:
     """The background thread that completes :class:`PendingCall` jobs (see the module docstring)."""
 
+    # Slots: ``_fastcall`` reads ``queue``, ``running``, ``max_pending`` and ``wake_at`` by offset on the
+    # request path (an instance dict and four type lookups cost ≈ 4 µs there between two SDK calls).
+    __slots__ = (
+        "_errors", "_run_lock", "_start_lock", "_thread", "_wake_event", "dropped", "interval", "max_pending",
+        "queue", "running", "wake", "wake_at",
+    )  # fmt: skip
+
     def __init__(
         self, max_pending: int = MAX_PENDING, interval: float = INTERVAL, wake_at: int = WAKE_AT
     ) -> None:
@@ -442,15 +449,7 @@ def _load_native() -> Any:
     from monitor.instrumentation.base import _LIST_ARGUMENTS
 
     _fastcall.configure(
-        PendingCall,
-        Context,
-        _SPAN_KEY,
-        _SLOT_KEY,
-        _CURRENT_VAR,
-        _ROOT_FLAGS,
-        _getrandbits,
-        _LIST_ARGUMENTS,
-        FINISHER,
+        PendingCall, Context, _SPAN_KEY, _SLOT_KEY, _CURRENT_VAR, _ROOT_FLAGS, _LIST_ARGUMENTS, FINISHER
     )
     return _fastcall
 

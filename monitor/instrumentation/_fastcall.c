@@ -10,7 +10,8 @@ session 10).
 the Python ``_method`` when this module is built and the instrumentor has a ``FastPath``. It is a method
 descriptor (bound like a function, called without a bound-method object) whose call does, in order:
 
-* ``owner._active`` false, or no positional ``self``: the original, untouched;
+* switched off (``active``, cleared when the instrumentor uninstruments), or no positional ``self``:
+  the original, untouched;
 * ``FastPath.begin`` (``_deferred``): a framework model-call slot in the current OTel context sends the
   call to ``owner._eager_call`` (the Python eager path); a sampled-out trace calls the original
   untouched; otherwise a ``PendingCall`` (ids from the provider's generator, start time, a copy of the
@@ -31,7 +32,9 @@ path's fallback. ``PendingCall``'s slots are written by offset (read from its me
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 /* ---- configured once by ``_deferred`` (configure()) ---------------------------------------------- */
@@ -46,10 +49,16 @@ static const char *slot_names[N_SLOTS] = {
 };
 static Py_ssize_t slot_off[N_SLOTS];
 
+/* Finisher's slots read on the request path, by offset (configure checks they are object slots). */
+enum { F_QUEUE, F_RUNNING, F_MAX_PENDING, F_WAKE_AT, N_FINISHER };
+static const char *finisher_names[N_FINISHER] = {"queue", "running", "max_pending", "wake_at"};
+static Py_ssize_t finisher_off[N_FINISHER];
+static PyObject *deque_type, *deque_append; /* collections.deque and its unbound append */
+
 static PyTypeObject *pending_type;
-static PyObject *context_type, *span_key, *slot_key, *current_var, *root_flags, *getrandbits, *list_keys,
-    *finisher, *empty_tuple, *bits128, *bits64;
-static PyObject *s_active, *s_queue, *s_running, *s_max_pending, *s_wake_at, *s_wake, *s_submit, *s_append,
+static PyObject *context_type, *span_key, *slot_key, *current_var, *root_flags, *list_keys,
+    *finisher, *empty_tuple;
+static PyObject *s_wake, *s_submit,
     *s_get_span_context, *s_generate_trace_id, *s_generate_span_id, *s_eager, *s_failed, *s_other,
     *s_internal, *s_error, *s_is_plain, *s_site_begin, *s_site_detach;
 static int configured;
@@ -90,11 +99,27 @@ static PyObject *perf_counter(void) /* time.perf_counter(): CLOCK_MONOTONIC on L
     return PyFloat_FromDouble((double)((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec) / 1e9);
 }
 
+/* The offsets of ``type``'s object slots ``names``; -1 with TypeError when one is not such a slot. */
+static int member_offsets(PyObject *type, const char **names, int n, Py_ssize_t *out)
+{
+    for (int i = 0; i < n; i++) {
+        PyObject *d = PyDict_GetItemString(((PyTypeObject *)type)->tp_dict, names[i]);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "configure: %s has no object slot %s", ((PyTypeObject *)type)->tp_name,
+                         names[i]);
+            return -1;
+        }
+        out[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    return 0;
+}
+
 static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *ptype, *ctype, *skey, *lkey, *var, *flags, *bits, *keys, *fin;
-    if (!PyArg_ParseTuple(args, "O!OOOOOOOO:configure", &PyType_Type, &ptype, &ctype, &skey, &lkey, &var, &flags,
-                          &bits, &keys, &fin))
+    PyObject *ptype, *ctype, *skey, *lkey, *var, *flags, *keys, *fin;
+    if (!PyArg_ParseTuple(args, "O!OOOOOOO:configure", &PyType_Type, &ptype, &ctype, &skey, &lkey, &var, &flags,
+                          &keys, &fin))
         return NULL;
     if (!PyType_Check(ctype) || !PyType_IsSubtype((PyTypeObject *)ctype, &PyDict_Type)) {
         PyErr_SetString(PyExc_TypeError, "configure: the context type must be a dict subclass");
@@ -104,22 +129,26 @@ static PyObject *configure(PyObject *Py_UNUSED(module), PyObject *args)
         PyErr_SetString(PyExc_TypeError, "configure: list_keys must be a tuple");
         return NULL;
     }
-    Py_ssize_t offsets[N_SLOTS];
-    for (int i = 0; i < N_SLOTS; i++) {
-        PyObject *d = PyDict_GetItemString(((PyTypeObject *)ptype)->tp_dict, slot_names[i]);
-        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type) ||
-            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
-            PyErr_Format(PyExc_TypeError, "configure: %s has no object slot %s", ((PyTypeObject *)ptype)->tp_name,
-                         slot_names[i]);
-            return NULL;
-        }
-        offsets[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    Py_ssize_t offsets[N_SLOTS], foffsets[N_FINISHER];
+    if (member_offsets(ptype, slot_names, N_SLOTS, offsets) < 0 ||
+        member_offsets((PyObject *)Py_TYPE(fin), finisher_names, N_FINISHER, foffsets) < 0)
+        return NULL;
+    PyObject *queue = *(PyObject **)((char *)fin + foffsets[F_QUEUE]);
+    if (queue == NULL) {
+        PyErr_SetString(PyExc_TypeError, "configure: the finisher has no queue");
+        return NULL;
     }
+    PyObject *append = PyObject_GetAttrString((PyObject *)Py_TYPE(queue), "append");
+    if (append == NULL)
+        return NULL;
+    Py_XSETREF(deque_type, Py_NewRef((PyObject *)Py_TYPE(queue)));
+    Py_XSETREF(deque_append, append);
+    memcpy(finisher_off, foffsets, sizeof foffsets);
     /* all checked: commit. The objects are held for the process's life (configure runs once). */
     memcpy(slot_off, offsets, sizeof offsets);
-    PyObject *fresh[] = {ptype, ctype, skey, lkey, var, flags, bits, keys, fin};
+    PyObject *fresh[] = {ptype, ctype, skey, lkey, var, flags, keys, fin};
     PyObject **held[] = {(PyObject **)&pending_type, &context_type, &span_key, &slot_key, &current_var,
-                         &root_flags, &getrandbits, &list_keys, &finisher};
+                         &root_flags, &list_keys, &finisher};
     for (size_t i = 0; i < sizeof fresh / sizeof fresh[0]; i++) {
         PyObject *old = *held[i];
         *held[i] = Py_NewRef(fresh[i]);
@@ -137,6 +166,9 @@ typedef struct {
     PyObject *dict;
     PyObject *original, *owner, *op, *snapshot, *plain, *finish, *inner_ids, *bound, *limit;
     int random_ids;
+    char active;                  /* cleared by Instrumentor._restore: a pass-through from then on */
+    int low64, always;            /* the sampling bound as a 64-bit compare (limit == 2**64 - 1) */
+    unsigned long long ubound;
 } FastMethod;
 
 enum { BEGIN_ERROR = -2, BEGIN_EAGER = -1, BEGIN_SAMPLED_OUT = 0, BEGIN_PENDING = 1 };
@@ -170,19 +202,59 @@ static int internal_error(FastMethod *self, PyObject *site)
     return 0;
 }
 
-static PyObject *draw(FastMethod *self, PyObject *bits, PyObject *method)
+/* Ids for the default RandomIdGenerator: xoshiro256** (Blackman & Vigna), seeded from the kernel when the
+   module loads and again in every forked child, drawn under the GIL. The SDK's generator draws the same
+   uniform bits from ``random``'s Mersenne Twister; two calls into it cost ~2 us between two SDK calls
+   (its 2.5 KB state, a temporary buffer per draw), these ~0.1 us. */
+static uint64_t rng[4];
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t next_random(void)
+{
+    uint64_t result = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return result;
+}
+
+static void seed_random(void)
+{
+    uint64_t seed[4] = {0, 0, 0, 0};
+    size_t got = 0;
+    while (got < sizeof seed) {
+        ssize_t n = getrandom((char *)seed + got, sizeof seed - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got < sizeof seed) { /* no getrandom: time and addresses, mixed by splitmix64 */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)&got ^
+                     ((uint64_t)getpid() << 40);
+        for (int i = 0; i < 4; i++) {
+            uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+            seed[i] ^= z ^ (z >> 31);
+        }
+    }
+    if (!(seed[0] | seed[1] | seed[2] | seed[3]))
+        seed[0] = 1; /* the one state xoshiro cannot leave */
+    memcpy(rng, seed, sizeof rng);
+}
+
+static PyObject *draw(FastMethod *self, int bytes, PyObject *method)
 {
     if (self->random_ids) {
-        PyObject *v = PyObject_CallOneArg(getrandbits, bits);
-        if (v == NULL)
-            return NULL;
-        int nonzero = PyObject_IsTrue(v);
-        if (nonzero != 0) {
-            if (nonzero < 0)
-                Py_CLEAR(v);
-            return v;
-        }
-        Py_DECREF(v); /* a zero draw: the generator's own method, as FastPath.begin */
+        uint64_t words[2] = {next_random(), bytes > 8 ? next_random() : 0};
+        if (words[0] | words[1]) /* a zero draw: the generator's own method, as FastPath.begin */
+            return _PyLong_FromByteArray((const unsigned char *)words, (size_t)bytes, 1, 0);
     }
     return PyObject_CallMethodNoArgs(self->inner_ids, method);
 }
@@ -243,22 +315,30 @@ static int begin(FastMethod *self, PyObject **out)
         }
     }
     if (trace_id == NULL) { /* a root: the ParentBased sampler's root decision on the drawn trace id */
-        trace_id = draw(self, bits128, s_generate_trace_id);
+        trace_id = draw(self, 16, s_generate_trace_id);
         if (trace_id == NULL)
             goto fail;
-        PyObject *masked = PyNumber_And(trace_id, self->limit);
-        if (masked == NULL)
-            goto fail;
-        int out_of_bound = PyObject_RichCompareBool(masked, self->bound, Py_GE);
-        Py_DECREF(masked);
-        if (out_of_bound < 0)
-            goto fail;
+        int out_of_bound;
+        if (self->low64) { /* TraceIdRatioBased's limit is 2**64 - 1: compare the low 64 bits */
+            unsigned long long low = PyLong_AsUnsignedLongLongMask(trace_id);
+            if (low == (unsigned long long)-1 && PyErr_Occurred())
+                goto fail;
+            out_of_bound = !self->always && low >= self->ubound;
+        } else {
+            PyObject *masked = PyNumber_And(trace_id, self->limit);
+            if (masked == NULL)
+                goto fail;
+            out_of_bound = PyObject_RichCompareBool(masked, self->bound, Py_GE);
+            Py_DECREF(masked);
+            if (out_of_bound < 0)
+                goto fail;
+        }
         if (out_of_bound) {
             verdict = BEGIN_SAMPLED_OUT;
             goto done;
         }
     }
-    span_id = draw(self, bits64, s_generate_span_id);
+    span_id = draw(self, 8, s_generate_span_id);
     if (span_id == NULL)
         goto fail;
 
@@ -374,50 +454,37 @@ static int snapshot_kwargs(PyObject *kwargs)
 /* Queue a filled PendingCall for the finisher (the inlined half of Finisher.submit). */
 static int enqueue(PyObject *pending)
 {
-    PyObject *queue = NULL, *running = NULL, *limit = NULL, *wake_at = NULL, *r = NULL;
-    int rc = -1;
-    queue = PyObject_GetAttr(finisher, s_queue);
-    running = queue ? PyObject_GetAttr(finisher, s_running) : NULL;
-    if (running == NULL)
-        goto out;
-    int on = PyObject_IsTrue(running);
-    if (on < 0)
-        goto out;
-    Py_ssize_t depth = on ? PyObject_Size(queue) : -1;
-    if (on && depth < 0)
-        goto out;
-    if (on) {
-        limit = PyObject_GetAttr(finisher, s_max_pending);
-        Py_ssize_t max = limit ? PyLong_AsSsize_t(limit) : -1;
-        if (max == -1 && PyErr_Occurred())
-            goto out;
+    PyObject *r, *f[N_FINISHER];
+    for (int i = 0; i < N_FINISHER; i++)
+        f[i] = *(PyObject **)((char *)finisher + finisher_off[i]); /* borrowed; NULL when unset */
+    if (f[F_RUNNING] == Py_True && f[F_QUEUE] != NULL && Py_TYPE(f[F_QUEUE]) == (PyTypeObject *)deque_type &&
+        f[F_MAX_PENDING] != NULL && PyLong_CheckExact(f[F_MAX_PENDING]) && f[F_WAKE_AT] != NULL &&
+        PyLong_CheckExact(f[F_WAKE_AT])) {
+        PyObject *queue = f[F_QUEUE];
+        Py_ssize_t depth = PyObject_Size(queue);
+        Py_ssize_t max = PyLong_AsSsize_t(f[F_MAX_PENDING]), at = PyLong_AsSsize_t(f[F_WAKE_AT]);
+        if (depth < 0 || ((max == -1 || at == -1) && PyErr_Occurred()))
+            return -1;
         if (depth < max) {
-            r = PyObject_CallMethodOneArg(queue, s_append, pending);
+            PyObject *call[2] = {queue, pending};
+            r = PyObject_Vectorcall(deque_append, call, 2, NULL);
             if (r == NULL)
-                goto out;
-            wake_at = PyObject_GetAttr(finisher, s_wake_at);
-            Py_ssize_t at = wake_at ? PyLong_AsSsize_t(wake_at) : -1;
-            if (at == -1 && PyErr_Occurred())
-                goto out;
-            Py_CLEAR(r);
+                return -1;
+            Py_DECREF(r);
             if (depth + 1 == at) {
                 r = PyObject_CallMethodNoArgs(finisher, s_wake);
                 if (r == NULL)
-                    goto out;
+                    return -1;
+                Py_DECREF(r);
             }
-            rc = 0;
-            goto out;
+            return 0;
         }
     }
     r = PyObject_CallMethodOneArg(finisher, s_submit, pending); /* starts the thread, or drops and counts */
-    rc = r == NULL ? -1 : 0;
-out:
-    Py_XDECREF(queue);
-    Py_XDECREF(running);
-    Py_XDECREF(limit);
-    Py_XDECREF(wake_at);
-    Py_XDECREF(r);
-    return rc;
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
 }
 
 /* After the original returned ``result`` (owned by the caller) and the stand-in was detached: what the
@@ -479,12 +546,7 @@ static PyObject *fm_vectorcall(PyObject *callable, PyObject *const *args, size_t
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (nargs < 1 || !configured)
         return PyObject_Vectorcall(self->original, args, nargsf, kwnames);
-    PyObject *active = PyObject_GetAttr(self->owner, s_active);
-    int on = active ? PyObject_IsTrue(active) : -1;
-    Py_XDECREF(active);
-    if (on < 0)
-        PyErr_Clear();
-    if (on <= 0)
+    if (!self->active)
         return PyObject_Vectorcall(self->original, args, nargsf, kwnames);
     PyObject *instance = args[0];
     PyObject *pending = NULL;
@@ -630,6 +692,20 @@ static PyObject *fm_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     if ((self->random_ids = PyObject_IsTrue(random_ids)) < 0)
         goto fail;
+    unsigned long long limit = PyLong_AsUnsignedLongLong(self->limit);
+    if (limit == ULLONG_MAX && !PyErr_Occurred()) {
+        self->low64 = 1;
+        self->ubound = PyLong_AsUnsignedLongLong(self->bound);
+        if (self->ubound == ULLONG_MAX && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError) || _PyLong_Sign(self->bound) < 0)
+                goto fail;
+            PyErr_Clear();
+            self->always = 1; /* bound 2**64 (always on): every low 64 bits are below it */
+        }
+    } else {
+        PyErr_Clear(); /* another limit: compared as Python ints */
+    }
+    self->active = 1;
     Py_DECREF(random_ids);
     return (PyObject *)self;
 fail:
@@ -640,6 +716,7 @@ fail:
 
 static PyMemberDef fm_members[] = {
     {"original", T_OBJECT, offsetof(FastMethod, original), READONLY, "the SDK's own function"},
+    {"active", T_BOOL, offsetof(FastMethod, active), 0, "False: calls go straight to the original"},
     {NULL},
 };
 
@@ -968,7 +1045,7 @@ static PyTypeObject ChatSnapshotType = {
 
 static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
-     "configure(PendingCall, Context, span_key, slot_key, current_var, root_flags, getrandbits, list_keys, "
+     "configure(PendingCall, Context, span_key, slot_key, current_var, root_flags, list_keys, "
      "finisher): once, before any FastMethod is built"},
     {NULL, NULL, 0, NULL},
 };
@@ -1012,14 +1089,8 @@ PyMODINIT_FUNC PyInit__fastcall(void)
     INTERN(s_arguments, "arguments");
     if ((empty_calls = PyTuple_New(0)) == NULL)
         return NULL;
-    INTERN(s_active, "_active");
-    INTERN(s_queue, "queue");
-    INTERN(s_running, "running");
-    INTERN(s_max_pending, "max_pending");
-    INTERN(s_wake_at, "wake_at");
     INTERN(s_wake, "wake");
     INTERN(s_submit, "submit");
-    INTERN(s_append, "append");
     INTERN(s_get_span_context, "get_span_context");
     INTERN(s_generate_trace_id, "generate_trace_id");
     INTERN(s_generate_span_id, "generate_span_id");
@@ -1031,9 +1102,10 @@ PyMODINIT_FUNC PyInit__fastcall(void)
     INTERN(s_is_plain, "_is_plain");
     INTERN(s_site_begin, "llm.fast.begin");
     INTERN(s_site_detach, "llm.fast.deactivate");
-    if ((empty_tuple = PyTuple_New(0)) == NULL || (bits128 = PyLong_FromLong(128)) == NULL ||
-        (bits64 = PyLong_FromLong(64)) == NULL)
+    if ((empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;
+    seed_random();
+    pthread_atfork(NULL, NULL, seed_random); /* a child must not repeat its parent's ids */
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;

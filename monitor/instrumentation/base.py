@@ -165,6 +165,8 @@ class Instrumentor(ABC):
     def _restore(self) -> None:
         while self._patches:
             parent, attribute, original, installed = self._patches.pop()
+            if type(installed).__name__ == "FastMethod":
+                installed.active = False  # its own flag (C); pass-through wherever it stays
             if vars(parent).get(attribute) is not installed:
                 continue  # someone wrapped on top of us: keep the chain, our wrapper is inert now
             if original is _MISSING:

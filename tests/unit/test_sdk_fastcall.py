@@ -11,10 +11,13 @@ kept once a span is built.
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -478,11 +481,11 @@ def test_the_method_is_collectable_and_configure_refuses_wrong_shapes(
 
     # refused whole: a failed configure leaves the configured module as it was
     with pytest.raises(TypeError, match="has no object slot span_id"):
-        _fastcall.configure(NotPending, dict, "a", "b", None, None, None, (), None)
+        _fastcall.configure(NotPending, dict, "a", "b", None, None, (), None)
     with pytest.raises(TypeError, match="dict subclass"):
-        _fastcall.configure(_deferred.PendingCall, list, "a", "b", None, None, None, (), None)
+        _fastcall.configure(_deferred.PendingCall, list, "a", "b", None, None, (), None)
     with pytest.raises(TypeError, match="list_keys"):
-        _fastcall.configure(_deferred.PendingCall, dict, "a", "b", None, None, None, ["messages"], None)
+        _fastcall.configure(_deferred.PendingCall, dict, "a", "b", None, None, ["messages"], None)
     with pytest.raises(TypeError, match="original must be callable"):
         _fastcall.FastMethod(42, object(), object(), object())
     with pytest.raises(AttributeError):  # an owner without the instrumentor's attributes
@@ -497,8 +500,6 @@ def test_the_method_is_collectable_and_configure_refuses_wrong_shapes(
     freed: list[bool] = []
 
     class Owner:
-        _active = False
-
         def __init__(self) -> None:
             self._plain: dict[type, bool] = {}
 
@@ -512,6 +513,8 @@ def test_the_method_is_collectable_and_configure_refuses_wrong_shapes(
     owner = Owner()
     owner.method = _fastcall.FastMethod(len, owner, SimpleNamespace(snapshot=None), fast)  # type: ignore[attr-defined]
     assert owner in gc.get_referents(owner.method)  # type: ignore[attr-defined]
+    assert owner.method.active is True  # type: ignore[attr-defined]
+    owner.method.active = False  # type: ignore[attr-defined]  # as Instrumentor._restore does
     assert owner.method([]) == 0  # type: ignore[attr-defined]  # inactive: the original, len([])
     del owner
     gc.collect()
@@ -625,3 +628,86 @@ def test_the_chat_snapshot_in_c_equals_the_python_one_on_every_shape() -> None:
     assert snapshot(extra_only)[6:8] == (None, 5)
     with pytest.raises(TypeError):
         _fastcall.ChatSnapshot(fallback, [])
+
+
+def test_root_calls_are_sampled_on_the_low_64_bits_of_their_trace_id(
+    client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Head sampling of a root model call (``ParentBased(TraceIdRatioBased(0.5))``): kept exactly when the
+    low 64 bits of its trace id are below the bound. The Python path draws from ``random`` (the SDK's
+    generator), so a seed fixes which calls are kept; the C path draws from its own generator."""
+    import random
+
+    state = random.getstate()
+    runs: dict[str, list[int]] = {}
+    try:
+        for native in ("0", "1"):
+            monkeypatch.setenv("LLM_MONITOR_NATIVE_SDK", native)
+            with recording(service_name="test", instrument=["openai"], sample_rate=0.5) as r:
+                assert _installed() == ("FastMethod" if native == "1" else "function")
+                assert _openai_instrumentor()._fast.bound == 2**63
+                random.seed(20261122)
+                for _ in range(120):
+                    assert _text(client) == REPLY
+                runs[native] = [s.context.trace_id for s in r.spans()]
+            reset_global_tracer_provider()
+        random.seed(20261122)
+        expected = []
+        for _ in range(120):  # the Python path's draws: a trace id, then a span id when kept
+            trace_id = random.getrandbits(128)
+            if trace_id & (2**64 - 1) < 2**63:
+                expected.append(trace_id)
+                random.getrandbits(64)
+    finally:
+        random.setstate(state)
+    assert sorted(runs["0"]) == sorted(expected)
+    kept = runs["1"]
+    assert all(t & (2**64 - 1) < 2**63 and 0 < t < 2**128 for t in kept)
+    assert len(set(kept)) == len(kept)
+    assert 30 <= len(kept) <= 90  # about half of 120 (binomial: outside this range p < 1e-6)
+    assert any(t >> 64 for t in kept) and any(t >> 127 for t in kept)  # all 128 bits are drawn
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_a_forked_child_draws_other_ids_than_its_parent(
+    server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C path's generator is reseeded in a forked child: otherwise parent and child (gunicorn workers)
+    would give their next calls the same trace and span ids."""
+    import httpx
+
+    monkeypatch.setenv("LLM_MONITOR_NATIVE_SDK", "1")
+    seen: list[tuple[int, int]] = []
+
+    def hook(request: httpx.Request) -> None:
+        span = trace.get_current_span().get_span_context()
+        seen.append((span.trace_id, span.span_id))
+
+    with recording(service_name="test", instrument=["openai"]):
+        assert _installed() == "FastMethod"
+        c = openai.OpenAI(
+            base_url=server.base_url,
+            api_key="sk-test",
+            max_retries=0,
+            http_client=httpx.Client(event_hooks={"request": [hook]}),
+        )
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for _ in range(3):
+                    _text(c)
+                (tmp_path / "child.json").write_text(json.dumps(seen))
+                code = 0
+            finally:
+                os._exit(code)
+        for _ in range(3):
+            _text(c)
+        _, status = os.waitpid(pid, 0)
+    reset_global_tracer_provider()
+    assert os.waitstatus_to_exitcode(status) == 0
+    child = {tuple(ids) for ids in json.loads((tmp_path / "child.json").read_text())}
+    parent = set(seen)
+    assert len(parent) == len(child) == 3
+    assert not {t for t, _ in parent} & {t for t, _ in child}
+    assert not {s for _, s in parent} & {s for _, s in child}
