@@ -884,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alloc-calls", type=int, default=300)
     ap.add_argument("--gc-calls", type=int, default=2000, help="chat calls per arm for the GC report")
     ap.add_argument(
-        "--pairs", type=int, default=3000, help="chat call pairs per arm, interleaved call by call"
+        "--pairs", type=int, default=10000, help="chat call pairs per arm, interleaved call by call"
     )
     ap.add_argument(
         "--transport",

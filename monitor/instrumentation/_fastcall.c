@@ -34,8 +34,12 @@ path's fallback. ``PendingCall``'s slots are written by offset (read from its me
 #include <structmember.h>
 #include <pthread.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
+#if defined(__linux__) || defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__)
+#include <sys/random.h>
+#define HAVE_KERNEL_ENTROPY 1
+#endif
 
 /* ---- configured once by ``_deferred`` (configure()) ---------------------------------------------- */
 
@@ -202,8 +206,8 @@ static int internal_error(FastMethod *self, PyObject *site)
     return 0;
 }
 
-/* Ids for the default RandomIdGenerator: xoshiro256** (Blackman & Vigna), seeded from the kernel when the
-   module loads and again in every forked child, drawn under the GIL. The SDK's generator draws the same
+/* Ids for the default RandomIdGenerator: xoshiro256** (Blackman & Vigna), seeded from the kernel
+   (getentropy) when the module loads and again in every forked child, drawn under the GIL. The SDK's generator draws the same
    uniform bits from ``random``'s Mersenne Twister; two calls into it cost ~2 us between two SDK calls
    (its 2.5 KB state, a temporary buffer per draw), these ~0.1 us. */
 static uint64_t rng[4];
@@ -226,13 +230,11 @@ static void seed_random(void)
 {
     uint64_t seed[4] = {0, 0, 0, 0};
     size_t got = 0;
-    while (got < sizeof seed) {
-        ssize_t n = getrandom((char *)seed + got, sizeof seed - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    if (got < sizeof seed) { /* no getrandom: time and addresses, mixed by splitmix64 */
+#ifdef HAVE_KERNEL_ENTROPY
+    if (getentropy(seed, sizeof seed) == 0) /* a syscall: safe in a forked child's handler */
+        got = sizeof seed;
+#endif
+    if (got < sizeof seed) { /* no kernel entropy: time and addresses, mixed by splitmix64 */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)&got ^
