@@ -146,7 +146,11 @@ class Instrumentor(ABC):
         if PLAIN_METHODS and isinstance(parent, type) and type(original) is types.FunctionType:
             installed = None
             if native is not None and not inspect.iscoroutinefunction(original):
-                installed = native(original)
+                try:
+                    installed = native(original)
+                except Exception:  # our bug: logged once, and the Python dispatch is installed instead
+                    with guard(f"{self.name}.native"):
+                        raise
             if installed is None:
                 installed = _method(original, wrapper)
             else:

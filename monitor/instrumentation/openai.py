@@ -367,7 +367,11 @@ class OpenAIInstrumentor(Instrumentor):
             return None
         snapshot = op.snapshot
         if snapshot is chat.chat_response_snapshot:  # the same tuple, read in C
-            snapshot = module.ChatSnapshot(snapshot, chat.SDK_MODEL_TYPES)
+            try:
+                snapshot = module.ChatSnapshot(snapshot, chat.SDK_MODEL_TYPES)
+            except Exception:  # our bug: logged once; the Python snapshot, called from C
+                with guard("openai.native"):
+                    raise
         return lambda original: module.FastMethod(original, self, op, fast, snapshot)
 
     def _call_sync(

@@ -711,3 +711,26 @@ def test_a_forked_child_draws_other_ids_than_its_parent(
     assert len(parent) == len(child) == 3
     assert not {t for t, _ in parent} & {t for t, _ in child}
     assert not {s for _, s in parent} & {s for _, s in child}
+
+
+def test_a_native_method_that_cannot_be_built_leaves_the_python_dispatch(
+    client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    monkeypatch.delenv(_guard.RAISE_INTERNAL_ENV, raising=False)
+    monkeypatch.setenv("LLM_MONITOR_NATIVE_SDK", "1")
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("cannot build")
+
+    monkeypatch.setattr(
+        openai_instrumentation, "native", lambda: SimpleNamespace(FastMethod=broken, ChatSnapshot=broken)
+    )
+    with caplog.at_level(logging.WARNING, logger="monitor"):
+        with recording(service_name="test", instrument=["openai"]) as r:
+            assert _installed() == "function"  # instrumented all the same, through the Python path
+            assert _text(client) == REPLY
+            assert len(r.spans()) == 1
+        reset_global_tracer_provider()
+    assert any("openai.native" in x.getMessage() for x in caplog.records)
