@@ -7,7 +7,8 @@ while the app waits for its answer. So on the app's thread a call only
 * checks the current OTel context (a framework model-call slot, see ``_nesting``, or an unknown
   sampler sends the call down the eager path instead),
 * takes the sampling decision the provider's ``ParentBased`` sampler would take, ids from the
-  provider's own id generator, the start time, and a copy of the contextvars (``copy_context()``),
+  provider's own id generator (the C path, ``_fastcall``, draws them from its own generator when the
+  provider's is the SDK's default), the start time, and a copy of the contextvars (``copy_context()``),
 * makes a non-recording span with those ids current while the provider call runs, so spans started
   inside (HTTP client instrumentations) get the right parent,
 * and, when the call returned a plain response, appends one :class:`PendingCall` to a bounded deque.

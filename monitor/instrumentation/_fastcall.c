@@ -6,16 +6,17 @@ only about 6 us in a hot loop: every bytecode, frame and code object they touch 
 steps in C touch a few hundred bytes of machine code and only the objects they must (benchmarks/README.md,
 session 10).
 
-``FastMethod(original, owner, op, fast[, snapshot])`` is what ``Instrumentor._wrap`` puts on the SDK class instead of
-the Python ``_method`` when this module is built and the instrumentor has a ``FastPath``. It is a method
-descriptor (bound like a function, called without a bound-method object) whose call does, in order:
+``FastMethod(original, owner, op, fast[, snapshot])`` is what ``Instrumentor._wrap`` puts on the SDK class
+instead of the Python ``_method`` when this module is built and the instrumentor has a ``FastPath``. It is
+a method descriptor (bound like a function, called without a bound-method object) whose call does, in order:
 
 * switched off (``active``, cleared when the instrumentor uninstruments), or no positional ``self``:
   the original, untouched;
 * ``FastPath.begin`` (``_deferred``): a framework model-call slot in the current OTel context sends the
   call to ``owner._eager_call`` (the Python eager path); a sampled-out trace calls the original
-  untouched; otherwise a ``PendingCall`` (ids from the provider's generator, start time, a copy of the
-  contextvars) is made the current span while the original runs;
+  untouched; otherwise a ``PendingCall`` (ids from this module's generator when the provider uses the
+  SDK's default ``RandomIdGenerator``, else from the provider's; start time; a copy of the contextvars) is
+  made the current span while the original runs;
 * the original raised: the stand-in span is detached, ``owner._call_failed`` records the failure (the
   eager span, as the Python path does) and the app's exception is re-raised unchanged;
 * it returned: the stand-in is detached; a plain response (``owner._is_plain``, cached per type in
@@ -207,9 +208,9 @@ static int internal_error(FastMethod *self, PyObject *site)
 }
 
 /* Ids for the default RandomIdGenerator: xoshiro256** (Blackman & Vigna), seeded from the kernel
-   (getentropy) when the module loads and again in every forked child, drawn under the GIL. The SDK's generator draws the same
-   uniform bits from ``random``'s Mersenne Twister; two calls into it cost ~2 us between two SDK calls
-   (its 2.5 KB state, a temporary buffer per draw), these ~0.1 us. */
+   (getentropy) when the module loads and again in every forked child, drawn under the GIL. The SDK's
+   generator draws the same uniform bits from ``random``'s Mersenne Twister; two calls into it cost ~2 us
+   between two SDK calls (its 2.5 KB state, a temporary buffer per draw), these ~0.1 us. */
 static uint64_t rng[4];
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
