@@ -11,8 +11,8 @@ two trees, build the other one and put it first on the path::
     (cd /tmp/before && /work/main/.venv/bin/python setup.py build_ext --inplace)
     .venv/bin/python benchmarks/collector_ab.py --rounds 8 before=PYTHONPATH=/tmp/before after
 
-``LLM_MONITOR_*`` variables are not passed to the collector (``collector_throughput`` keeps its settings
-clean): use ``--collector-env`` there for settings, or a build-time switch here.
+``LLM_MONITOR_*`` variables of an arm are the collector's settings (``collector_throughput --collector-env``),
+e.g. ``big=LLM_MONITOR_BATCH_SIZE=40000``; the rest of the environment never passes them on.
 """
 
 from __future__ import annotations
@@ -68,7 +68,10 @@ def main() -> int:
         for name in list(arms) if r % 2 == 0 else list(reversed(arms)):
             os.environ.clear()
             os.environ.update(base_env)
-            os.environ.update(arms[name])
+            # collector settings (LLM_MONITOR_*) go through --collector-env; the rest into the environment
+            settings = {k: v for k, v in arms[name].items() if k.startswith("LLM_MONITOR_")}
+            os.environ.update({k: v for k, v in arms[name].items() if k not in settings})
+            run_args.collector_env = [f"{k}={v}" for k, v in settings.items()]
             workdir = Path(tempfile.mkdtemp(prefix="collector-ab-"))
             try:
                 e = ct.run_end_to_end(run_args, workdir)

@@ -65,6 +65,30 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def thread_cpu_by_group(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's live threads by group: ``python`` (request, writer and HTTP threads; the
+    engine's work on the writer thread counts here), ``merges`` (chDB's MergeMutate threads) and ``engine
+    pools`` (chDB's other threads: the insert pipeline's pools, schedulers)."""
+    out = {"python": 0.0, "merges": 0.0, "engine pools": 0.0}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                raw = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw.rsplit(")", 1)[1].split()
+        group = (
+            "python"
+            if comm.startswith("python")
+            else "merges"
+            if comm.startswith("Merge")
+            else "engine pools"
+        )
+        out[group] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def proc_status_kb(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -119,6 +143,7 @@ def sender(
     go.wait()
     retries = 0
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for body in bodies:
         while True:
             conn.request("POST", "/v1/traces", body, headers)
@@ -132,7 +157,13 @@ def sender(
                 continue
             raise RuntimeError(f"sender {k}: HTTP {resp.status}")
     results.put(
-        {"sender": k, "requests": len(bodies), "seconds": time.perf_counter() - t0, "retries": retries}
+        {
+            "sender": k,
+            "requests": len(bodies),
+            "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - c0,
+            "retries": retries,
+        }
     )
     conn.close()
 
@@ -186,6 +217,7 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         sampler = threading.Thread(target=sample_rss, daemon=True)
         cpu0 = proc_cpu_seconds(proc.pid)
+        groups0 = thread_cpu_by_group(proc.pid)
         t0 = time.perf_counter()
         sampler.start()
         go.set()
@@ -198,6 +230,7 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 raise RuntimeError(f"timed out with {written}/{args.spans} spans written")
         elapsed = time.perf_counter() - t0
         cpu = proc_cpu_seconds(proc.pid) - cpu0
+        groups1 = thread_cpu_by_group(proc.pid)
         peak_rss_kb = proc_status_kb(proc.pid, "VmHWM")
         stages = stage_cpu(conn)
         sampling.set()
@@ -222,6 +255,11 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "collector_cpu_s": cpu,
         "collector_cpu_us_per_span": cpu / args.spans * 1e6,
         "collector_cpu_cores": cpu / elapsed,
+        # where that CPU went, µs/span by thread group (threads that ended during the run: "ended threads")
+        "collector_cpu_us_per_span_by_threads": {
+            **{k: (groups1[k] - groups0[k]) / args.spans * 1e6 for k in groups0},
+            "ended threads": max(0.0, cpu - sum(groups1[k] - groups0[k] for k in groups0)) / args.spans * 1e6,
+        },
         "collector_rss_idle_mb": rss_idle_kb / 1024,
         "collector_peak_rss_mb": peak_rss_kb / 1024,
         # RSS during the run, every 0.5 s: a collector whose memory grew with the spans would show it here
@@ -233,6 +271,8 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "last": (rss_samples[-1] if rss_samples else 0) / 1024,
         },
         "retries_503": sum(s["retries"] for s in sent),
+        # the senders share the machine's cores with the collector: their CPU while sending, per span
+        "senders_cpu_us_per_span": sum(s["cpu_seconds"] for s in sent) / args.spans * 1e6,
         # under load, on the collector's request threads (its /metrics): CPU µs per span by stage
         "in_situ_stage_cpu_us_per_span": {k: v / args.spans * 1e6 for k, v in stages.items()},
         "check": check,
@@ -448,7 +488,10 @@ def report(args: argparse.Namespace, e2e: dict[str, Any], raw: dict[str, Any]) -
         f"  {'  RSS max in 1st / 2nd half of the run, MB':<44}"
         f"{e2e['collector_rss_mb_during_run']['max_first_half']:>7.0f} /"
         f"{e2e['collector_rss_mb_during_run']['max_second_half']:>5.0f}",
+        f"    {'by threads, µs/span':<42}"
+        + "  ".join(f"{k} {v:.1f}" for k, v in e2e.get("collector_cpu_us_per_span_by_threads", {}).items()),
         f"  {'503 retries':<44}{e2e['retries_503']:>14}",
+        f"  {'senders CPU (same machine), µs/span':<44}{e2e.get('senders_cpu_us_per_span', 0):>14.1f}",
         "",
         "  one-thread stage costs (CPU µs/span):  "
         + "  ".join(f"{k} {v:.1f}" for k, v in st.items())

@@ -326,6 +326,29 @@ typedef struct {
     int used;
 } Slot;
 
+/* Doubles an open-addressing table (load kept at one half), re-placing its slots by their hashes. */
+static int grow_table(Slot **table, size_t *cap) {
+    size_t old = *cap, cap2 = old * 2, mask = cap2 - 1;
+    Slot *t = PyMem_Calloc(cap2, sizeof(Slot));
+    if (t == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < old; i++) {
+        Slot *e = &(*table)[i];
+        if (!e->used)
+            continue;
+        size_t j = (size_t)e->h & mask;
+        while (t[j].used)
+            j = (j + 1) & mask;
+        t[j] = *e;
+    }
+    PyMem_Free(*table);
+    *table = t;
+    *cap = cap2;
+    return 0;
+}
+
 /* A LowCardinality(String) column's data after its version prefix (native.py: _lc_column): the
  * dictionary in first-seen order, then one index a value. Nothing for no values. */
 static int put_lc(Buf *b, PyObject **vals, Py_ssize_t m) {
@@ -335,9 +358,9 @@ static int put_lc(Buf *b, PyObject **vals, Py_ssize_t m) {
         PyErr_SetString(PyExc_OverflowError, "too many values for one block");
         return -1;
     }
-    size_t cap = 16;
-    while (cap < (size_t)m * 2)
-        cap <<= 1;
+    /* Sized for the distinct values seen, not for every value: most LowCardinality columns have a handful
+     * in a block, and a table for m values (24 bytes a slot, zeroed) cost more than the lookups. */
+    size_t cap = 64;
     size_t mask = cap - 1;
     Slot *table = PyMem_Calloc(cap, sizeof(Slot));
     uint32_t *ids = PyMem_Malloc((size_t)m * sizeof(uint32_t));
@@ -371,6 +394,9 @@ static int put_lc(Buf *b, PyObject **vals, Py_ssize_t m) {
                 e->idx = count++;
                 e->used = 1;
                 ids[i] = e->idx;
+                if ((size_t)count * 2 > cap && grow_table(&table, &cap) < 0)
+                    goto done;
+                mask = cap - 1;
                 break;
             }
             if (e->s == v || (e->h == h && PyUnicode_Compare(e->s, v) == 0)) {

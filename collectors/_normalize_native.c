@@ -2895,7 +2895,168 @@ static PyObject *py_content_lane(PyObject *self, PyObject *args) {
     return Py_BuildValue("(Onn)", lane_on ? Py_True : Py_False, lane_hits, lane_declines);
 }
 
+
+/* --- pricing.Pricer.apply's usual row, in C ---------------------------------------------------------------
+ * price_usual(rows, memo, resolve, any_keys, priced_kinds, source) -> (priced, rest)
+ * For each row that is "usual" (pricing.py: an exact dict with cost_source falsy, cost_usd None, attributes
+ * empty or without any of any_keys) and exact, plain numbers (ints 0 <= n < 2**53): a kind not in
+ * priced_kinds is left alone; otherwise its price (memo[(response_model, request_model, model)], else
+ * resolve(names): None or the (input, cached_input, cache_write, output) rates, kept in memo) gives cost_usd
+ * exactly as Price.cost computes it (the same float operations in the same order, then round(usd, 12)
+ * through the same correctly rounded decimal conversion) and cost_source = source. Every other row
+ * (unpriced, no usage, an odd shape or type) is returned in `rest`, untouched, for the Python path. */
+static PyObject *P_keys[11];
+enum { P_COST_SOURCE, P_COST_USD, P_ATTRIBUTES, P_KIND, P_IN, P_OUT, P_RESP, P_REQ, P_MODEL, P_CR, P_CW };
+
+static int price_keys(void) {
+    static const char *names[11] = {"cost_source",    "cost_usd",      "attributes", "kind",
+                                    "input_tokens",   "output_tokens", "response_model", "request_model",
+                                    "model",          "cache_read_tokens", "cache_write_tokens"};
+    for (int i = 0; i < 11; i++) {
+        if (P_keys[i] != NULL) continue;
+        P_keys[i] = PyUnicode_InternFromString(names[i]);
+        if (P_keys[i] == NULL) return -1;
+    }
+    return 0;
+}
+
+/* An exact int in [0, 2**53) (as a float it is exact): 1 and *out set, 0 not one, -1 error. */
+static int plain_count(PyObject *v, long long *out) {
+    if (v == NULL || !PyLong_CheckExact(v)) return 0;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    if (overflow || x < 0 || x >= (1LL << 53)) return 0;
+    *out = x;
+    return 1;
+}
+
+/* 1: the row is usual and priced or left alone; 0: for the Python path; -1: error. */
+static int price_one(PyObject *row, PyObject *memo, PyObject *resolve, PyObject *any_keys, PyObject *kinds,
+                     PyObject *source) {
+    if (!PyDict_CheckExact(row)) return 0;
+    PyObject *v = PyDict_GetItemWithError(row, P_keys[P_COST_SOURCE]);
+    if (v == NULL) return PyErr_Occurred() ? -1 : 0;
+    int t = PyObject_IsTrue(v);
+    if (t != 0) return t < 0 ? -1 : 0;
+    v = PyDict_GetItemWithError(row, P_keys[P_COST_USD]);
+    if (v != Py_None) return v == NULL && PyErr_Occurred() ? -1 : 0;
+    PyObject *attrs = PyDict_GetItemWithError(row, P_keys[P_ATTRIBUTES]);
+    if (attrs == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (!PyDict_CheckExact(attrs)) return 0;
+    Py_ssize_t pos = 0;
+    PyObject *k, *x;
+    while (PyDict_Next(attrs, &pos, &k, &x)) {
+        int c = PySet_Contains(any_keys, k);
+        if (c != 0) return c < 0 ? -1 : 0;
+    }
+    PyObject *kind = PyDict_GetItemWithError(row, P_keys[P_KIND]);
+    if (kind == NULL) return PyErr_Occurred() ? -1 : 0;
+    if (!PyUnicode_CheckExact(kind)) return 0;
+    int priced = PySet_Contains(kinds, kind);
+    if (priced <= 0) return priced < 0 ? -1 : 1; /* not a priced kind: nothing to do, as in Python */
+    long long inp, out, cr, cw;
+    int r;
+    if ((r = plain_count(PyDict_GetItemWithError(row, P_keys[P_IN]), &inp)) <= 0 ||
+        (r = plain_count(PyDict_GetItemWithError(row, P_keys[P_OUT]), &out)) <= 0)
+        return r < 0 || PyErr_Occurred() ? -1 : 0;
+    if (!inp && !out) return 0; /* no usage: price_row decides and counts */
+    PyObject *names[3];
+    for (int i = 0; i < 3; i++) {
+        names[i] = PyDict_GetItemWithError(row, P_keys[P_RESP + i]);
+        if (names[i] == NULL) return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *key = PyTuple_Pack(3, names[0], names[1], names[2]);
+    if (key == NULL) return -1;
+    PyObject *rates = PyDict_GetItemWithError(memo, key); /* borrowed: memo holds it */
+    if (rates == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+        PyObject *got = PyObject_CallOneArg(resolve, key);
+        if (got == NULL || PyDict_SetItem(memo, key, got) < 0) {
+            Py_XDECREF(got);
+            Py_DECREF(key);
+            return -1;
+        }
+        rates = got;
+        Py_DECREF(got); /* memo keeps it */
+    }
+    Py_DECREF(key);
+    if (rates == Py_None) return 0; /* unknown model: price_row counts it */
+    if (!PyTuple_CheckExact(rates) || PyTuple_GET_SIZE(rates) != 4) {
+        PyErr_SetString(PyExc_TypeError, "price_usual(): resolve() must give None or 4 floats");
+        return -1;
+    }
+    double rate[4];
+    for (int i = 0; i < 4; i++) {
+        PyObject *f = PyTuple_GET_ITEM(rates, i);
+        if (!PyFloat_CheckExact(f)) {
+            PyErr_SetString(PyExc_TypeError, "price_usual(): resolve() must give None or 4 floats");
+            return -1;
+        }
+        rate[i] = PyFloat_AS_DOUBLE(f);
+    }
+    if ((r = plain_count(PyDict_GetItemWithError(row, P_keys[P_CR]), &cr)) <= 0 ||
+        (r = plain_count(PyDict_GetItemWithError(row, P_keys[P_CW]), &cw)) <= 0)
+        return r < 0 || PyErr_Occurred() ? -1 : 0;
+    /* Price.cost: (uncached * input + cache_read * cached_input + cache_write * cache_write + out * output)
+     * / 1e6, left to right, each int exactly a double here; the build keeps multiply-adds unfused */
+    long long uncached = inp - cr - cw;
+    if (uncached < 0) uncached = inp;
+    double usd = (double)uncached * rate[0];
+    usd = usd + (double)cr * rate[1];
+    usd = usd + (double)cw * rate[2];
+    usd = usd + (double)out * rate[3];
+    usd = usd / 1e6;
+    /* round(usd, 12): Python rounds through the correctly rounded 12-decimal string and back, as here */
+    char *text = PyOS_double_to_string(usd, 'f', 12, 0, NULL);
+    if (text == NULL) return -1;
+    double rounded = PyOS_string_to_double(text, NULL, NULL);
+    PyMem_Free(text);
+    if (rounded == -1.0 && PyErr_Occurred()) return -1;
+    PyObject *cost = PyFloat_FromDouble(rounded);
+    if (cost == NULL) return -1;
+    r = PyDict_SetItem(row, P_keys[P_COST_USD], cost);
+    Py_DECREF(cost);
+    if (r < 0 || PyDict_SetItem(row, P_keys[P_COST_SOURCE], source) < 0) return -1;
+    return 2;
+}
+
+static PyObject *price_usual(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *rows, *memo, *resolve, *any_keys, *kinds, *source;
+    if (!PyArg_ParseTuple(args, "O!O!OO!O!U:price_usual", &PyList_Type, &rows, &PyDict_Type, &memo, &resolve,
+                          &PyFrozenSet_Type, &any_keys, &PyFrozenSet_Type, &kinds, &source))
+        return NULL;
+    if (!PyCallable_Check(resolve)) {
+        PyErr_SetString(PyExc_TypeError, "price_usual(): resolve must be callable");
+        return NULL;
+    }
+    if (price_keys() < 0) return NULL;
+    PyObject *rest = PyList_New(0);
+    if (rest == NULL) return NULL;
+    Py_ssize_t priced = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        Py_INCREF(row); /* resolve() runs Python code: keep the row while it is ours */
+        int r = price_one(row, memo, resolve, any_keys, kinds, source);
+        if (r == 0) r = PyList_Append(rest, row) < 0 ? -1 : 0;
+        Py_DECREF(row);
+        if (r < 0) {
+            Py_DECREF(rest);
+            return NULL;
+        }
+        priced += r == 2;
+    }
+    PyObject *out = Py_BuildValue("(nN)", priced, rest);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"price_usual", price_usual, METH_VARARGS,
+     "price_usual(rows, memo, resolve, any_keys, priced_kinds, source) -> (priced, rest): pricing's usual rows."},
     {"apply_genai_core", apply_genai_core, METH_VARARGS,
      "apply_genai_core(attrs, row, kind): otel_genai.apply_genai up to finish_reason, in place."},
     {"parse_messages", py_parse_messages, METH_VARARGS, "parse_messages(value, default_role): messages.py's."},

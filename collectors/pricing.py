@@ -77,6 +77,23 @@ _ANY_KEY = frozenset(
     (*CACHE_READ_KEYS, *CACHE_WRITE_KEYS, *REASONING_KEYS, *PROVIDER_COST_KEYS, LANGFUSE_COST_DETAILS)
 )
 
+
+def _load_native_price() -> Any:
+    """``price_usual`` from the normalizer's extension, unless it is not built or switched off (the same
+    switch as the native mapping: ``LLM_MONITOR_NATIVE_NORMALIZE=0``)."""
+    from collectors.normalize._native import _disabled_by_env
+
+    if _disabled_by_env():
+        return None
+    try:
+        from collectors import _normalize_native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(_normalize_native, "price_usual", None)
+
+
+_native_price: Any = _load_native_price()  # tests set it to None to compare with the Python path
+
 SOURCE_PROVIDER = "provider"
 SOURCE_PRICE_TABLE = "price_table"
 
@@ -389,6 +406,15 @@ class Pricer:
         n_table = 0
         memo: dict[tuple[str, str, str], Price | None] = {}
         lookup = self.table.lookup
+        native = _native_price
+        if native is not None and isinstance(rows, list):
+            # the usual rows in C (collectors/_normalize_native.c: price_usual, the same arithmetic); what
+            # it leaves (no usage, unknown model, any odd shape) takes the Python path below, untouched
+            def rates(names: tuple[str, str, str]) -> tuple[float, float, float, float] | None:
+                p = lookup(names[0]) or lookup(names[1]) or lookup(names[2])
+                return None if p is None else (p.input, p.cached_input, p.cache_write, p.output)
+
+            n_table, rows = native(rows, {}, rates, _ANY_KEY, PRICED_KINDS, SOURCE_PRICE_TABLE)
         for row in rows:
             try:
                 usual = (

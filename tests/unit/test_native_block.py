@@ -169,6 +169,26 @@ def test_dictionary_indexes_widen_with_the_number_of_distinct_values() -> None:
         assert nb.decode_rows(out) == rows
 
 
+def test_dictionary_finds_equal_strings_that_are_other_objects_after_it_grew() -> None:
+    # the table starts small and doubles as distinct values arrive: equal strings that are not the same
+    # object must still find their slot after every re-placement
+    spec = nb.build_spec(["v"], ["LowCardinality(String)"], {}, "")
+    assert spec is not None
+    first = [f"value-{i}" for i in range(1000)]
+    again = ["".join(("value-", str(i))) for i in reversed(range(1000))]  # equal, distinct objects
+    assert all(a == b and a is not b for a, b in zip(first, reversed(again), strict=True))
+    rows = [{"v": v} for v in first + again]
+    out = nb.encode_block(rows, spec, None)
+    assert out is not None
+    if nb.native_available:
+        assert out == nb.encode_block_py(rows, spec, None)
+    at = 1 + 2 + len(head("v", "LowCardinality(String)")) + 8
+    assert struct.unpack_from("<QQ", out, at) == (1 | 0x600, 1000)  # 1000 keys, two-byte indexes
+    ids = struct.unpack_from("<2000H", out, len(out) - 4000)
+    assert list(ids) == list(range(1000)) + list(reversed(range(1000)))
+    assert nb.decode_rows(out) == rows
+
+
 def test_missing_keys_take_defaults_and_the_stamp_column_the_stamp() -> None:
     stamp = dt.datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
     row = full_row()

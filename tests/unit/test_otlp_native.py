@@ -83,6 +83,22 @@ def test_benchmark_workload_decodes_identically():
         assert len(same(body)[1]) == 100
 
 
+def test_keys_and_short_values_come_back_exact_however_the_key_cache_collides():
+    # attribute keys and short values go through a 1024-slot cache keyed by a hash of their bytes: more
+    # distinct ones than slots, every length up to past the cached maximum, long shared prefixes, keys that
+    # differ only in their last byte or their length; each decoded twice (the second time from the cache)
+    prefix = "gen_ai.usage.details.tokens."
+    keys = [prefix[:n] for n in range(len(prefix) + 1)]
+    keys += [f"{prefix}{i}" for i in range(1500)] + [f"k{i:03d}x" for i in range(200)]
+    keys += ["é" * n for n in (1, 4, 31, 32, 33)] + ["a" * n for n in (63, 64, 65, 200)]
+    attrs = {k: f"v{i % 37}" if i % 2 else prefix[: i % 40] for i, k in enumerate(keys)}
+    body = hand_request(attrs).SerializeToString()
+    for _ in range(2):
+        span = otlp.decode_traces_protobuf(body)[0]
+        assert list(span.attributes.items()) == list(attrs.items())
+    same(body)
+
+
 def test_fixtures_decode_identically():
     got = same(hand_request(NESTED).SerializeToString())
     span = otlp.decode_traces_protobuf(hand_request(NESTED).SerializeToString())[0]

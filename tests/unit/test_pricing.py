@@ -336,7 +336,72 @@ def test_shipped_table_is_dated_sourced_and_covers_the_big_providers() -> None:
     assert sonnet is not None and sonnet.cached_input == pytest.approx(sonnet.input / 10)
 
 
-def test_batch_fast_path_prices_exactly_as_price_row_does() -> None:
+@pytest.fixture(params=["native", "python"])
+def price_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways ``apply`` prices the usual rows: the C loop (when built, as it is on any machine with a C
+    compiler) and the Python one."""
+    if request.param == "python":
+        monkeypatch.setattr(pricing, "_native_price", None)
+    elif pricing._native_price is None:
+        import shutil
+
+        if shutil.which("cc") or shutil.which("gcc"):  # this machine builds it: missing is a bug
+            raise AssertionError("collectors._normalize_native.price_usual is not built")
+        pytest.skip("native pricing not built: no C compiler on this machine")
+    return str(request.param)
+
+
+def test_the_c_loop_computes_price_cost_to_the_last_bit(price_path: str) -> None:
+    """Random token counts (up to 2**53 - 1, the C loop's bound) and rates, cache tokens larger than the
+    input too: every cost equals ``Price.cost``'s float exactly, and every row is priced in the loop."""
+    import random
+
+    rng = random.Random(5)
+    prices = [Price(2.5, 10.0, 1.25, 2.5), Price(0.15, 0.6, 0.075, 0.15), Price(3.0, 15.0, 0.3, 3.75)]
+    prices += [Price(*(rng.uniform(0, 100) for _ in range(4))) for _ in range(20)]
+    table = PriceTable({f"m{i}": p for i, p in enumerate(prices)})
+    rows, want = [], []
+    for _ in range(3000):
+        i = rng.randrange(len(prices))
+        bound = rng.choice((10, 5000, 10**9, 2**53))
+        inp, out, cr, cw = (rng.randrange(bound) for _ in range(4))
+        row = llm(f"m{i}", inp=inp, out=out or 1, cache_read_tokens=cr, cache_write_tokens=cw)
+        rows.append(row)
+        want.append(prices[i].cost(inp, out or 1, cr, cw))
+    p = Pricer(table)
+    p.apply(rows)
+    assert [r["cost_usd"] for r in rows] == want
+    assert all(r["cost_source"] == "price_table" for r in rows)
+    assert f'p_priced_spans_total{{source="price_table"}} {len(rows)}' in p.metric_lines("p_")
+
+
+def test_rows_the_c_loop_leaves_take_the_python_path_unchanged(price_path: str) -> None:
+    """Shapes the C loop does not take (bools, floats, huge or negative counts, a kind that is not a str,
+    a non-dict row or attributes) come out exactly as ``price_row`` leaves them."""
+    odd = [
+        llm("gpt-4o-mini", inp=True, out=3),
+        llm("gpt-4o-mini", inp=12.0, out=3),
+        llm("gpt-4o-mini", inp=2**60, out=3),
+        llm("gpt-4o-mini", inp=-5, out=3),
+        llm("gpt-4o-mini", inp=10, out=3, cache_read_tokens=2**60),
+        llm("gpt-4o-mini", inp=10, out=3, kind=None),
+        llm("gpt-4o-mini", inp=10, out=3, attributes=[("server.port", "443")]),
+        llm("no-such-model", inp=10, out=3),
+        llm("gpt-4o-mini", inp=0, out=0),
+        llm("gpt-4o-mini", inp=10, out=3),
+    ]
+    got = [dict(r) for r in odd]
+    want = [dict(r) for r in odd]
+    fast, slow = Pricer(PriceTable.load()), Pricer(PriceTable.load())
+    fast.apply(got)
+    for row in want:
+        slow.price_row(row)
+    assert got == want
+    assert got[-1]["cost_source"] == "price_table" and got[-3]["cost_usd"] is None
+    assert fast.unpriced() == {("no-such-model", "unknown_model"): 1, ("gpt-4o-mini", "no_usage"): 1}
+
+
+def test_batch_fast_path_prices_exactly_as_price_row_does(price_path: str) -> None:
     """``apply`` inlines the usual row's path: every mix of kind, models, usage, status, a preset cost or
     source, cache/cost attribute keys and partial rows gives the rows and counters ``price_row`` gives."""
     import itertools
