@@ -58,11 +58,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stat_cpu_seconds(raw: str) -> float:
+    """utime + stime from the text of a /proc ``stat`` file (a process's or one thread's)."""
+    fields = raw.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def proc_cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return stat_cpu_seconds(f.read())
 
 
 def thread_cpu_by_group(pid: int) -> dict[str, float]:
@@ -78,7 +83,6 @@ def thread_cpu_by_group(pid: int) -> dict[str, float]:
         except OSError:  # the thread ended meanwhile
             continue
         comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw.rsplit(")", 1)[1].split()
         group = (
             "python"
             if comm.startswith("python")
@@ -86,7 +90,7 @@ def thread_cpu_by_group(pid: int) -> dict[str, float]:
             if comm.startswith("Merge")
             else "engine pools"
         )
-        out[group] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+        out[group] += stat_cpu_seconds(raw)
     return out
 
 

@@ -17,6 +17,10 @@
  * written there for all its spans at once with the GIL released (pure C over the strs' UTF-8, which the
  * batch holds references to; the raw allocator), and normalize_span() takes each span's result when its
  * strs are still the ones parsed. Keeps no state besides the configuration (set once at import).
+ *
+ * Also here, needing no configuration: price_usual(), pricing.Pricer.apply's loop over the usual rows (see
+ * its section at the end), computing Price.cost's float operations in the same order; this file is built
+ * with -ffp-contract=off (setup.py) so that none of them is fused.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

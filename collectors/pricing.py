@@ -398,8 +398,10 @@ class Pricer:
 
         The usual row (a fresh one from the normalizers: every column present, nothing priced yet, none of
         the attribute keys above) takes an inlined copy of :meth:`price_row`'s path, its price resolved once
-        per (response model, request model, model) in the request; anything else goes through
-        :meth:`price_row`. Same results either way (``tests/unit/test_pricing.py`` compares them).
+        per (response model, request model, model) in the request: in C when the normalizer's extension is
+        built (``price_usual``, plain int counts only, costs identical to the bit), else in the loop below;
+        anything else goes through :meth:`price_row`. Same results every way (``tests/unit/test_pricing.py``
+        compares them on both paths).
         """
         unpriced: dict[tuple[str, str], int] = {}
         priced = {SOURCE_PROVIDER: 0, SOURCE_PRICE_TABLE: 0}

@@ -8,7 +8,9 @@ text and writes the stored JSON and text itself (``content_lane()`` counts and s
 ``content_batch(spans)`` runs that parse for a whole request up front with the GIL released (the pipeline
 passes its result to ``normalize_span``), so other request threads run meanwhile.
 It is used when it was built (``setup.py``, optional: without a C compiler the install still succeeds) unless
-``LLM_MONITOR_NATIVE_NORMALIZE=0``; :func:`use_native` switches it per process (tests run both paths).
+``LLM_MONITOR_NATIVE_NORMALIZE=0``; :func:`use_native` switches it per process (tests run both paths). The
+same extension prices the usual rows for :meth:`collectors.pricing.Pricer.apply` (``price_usual``), under the
+same environment switch.
 
 Configuration happens once at import: the extension gets the Python helpers it calls back for rare or
 bulky work (JSON parsing and writing, ``display_text``, ``as_str_list``), the operation → kind and provider
