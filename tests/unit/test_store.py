@@ -227,3 +227,40 @@ def test_path_held_by_another_process_is_one_clear_line(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_collector_sized_inserts_are_compact_parts(store) -> None:
+    """Schema v12: an insert of a few thousand ≈ 2.5 KB spans (15 MB, over the engine's 10 MB default for
+    Wide parts) is one Compact part (one data file, not two per column stream); once the threshold is back at
+    the default the same insert makes a Wide part, so the migration is what decides."""
+    spans = store.table("spans")
+
+    def insert_and_type(tag: str) -> str:
+        store.command(
+            f"INSERT INTO {spans} (project, trace_id, span_id, start_time, input_text) "
+            f"SELECT '{tag}', toString(number), toString(number), now64(9), repeat('x', 2500) FROM numbers(6000)"
+        )
+        return str(
+            store.scalar(
+                "SELECT any(part_type) FROM system.parts WHERE database = {db:String} AND table = 'spans' "
+                "AND active AND rows = 6000 AND name NOT IN ({seen:Array(String)})",
+                {"db": store.database, "seen": seen},
+            )
+        )
+
+    seen: list[str] = []
+    assert "min_bytes_for_wide_part = 134217728" in store.scalar(
+        "SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = 'spans'",
+        {"db": store.database},
+    )
+    assert insert_and_type("compact") == "Compact"
+    seen = [
+        r["name"]
+        for r in store.rows(
+            "SELECT name FROM system.parts WHERE database = {db:String} AND table = 'spans' AND active",
+            {"db": store.database},
+        )
+    ]
+    store.command(f"ALTER TABLE {spans} MODIFY SETTING min_bytes_for_wide_part = 10485760")
+    assert insert_and_type("wide") == "Wide"
+    assert store.scalar(f"SELECT count() FROM {spans} WHERE project IN ('compact', 'wide')") == 12000
