@@ -234,6 +234,7 @@ def test_collector_sized_inserts_are_compact_parts(store) -> None:
     Wide parts) is one Compact part (one data file, not two per column stream); once the threshold is back at
     the default the same insert makes a Wide part, so the migration is what decides."""
     spans = store.table("spans")
+    store.command(f"SYSTEM STOP MERGES {spans}")  # the two parts must stay as inserted until they are read
 
     def insert_and_type(tag: str) -> str:
         store.command(
