@@ -17,7 +17,7 @@ Three measurements in one run, printed as a table and written to ``benchmarks/re
    writer's insert from row dicts) so the end-to-end figure can be explained.
 
 Usage: ``.venv/bin/python benchmarks/collector_throughput.py [--spans N] [--batch B] [--senders K] [--runs R]``
-(the end-to-end phase runs R times, default 3, a fresh collector and store each: the median run is reported).
+(the end-to-end phase runs R times, default 5, a fresh collector and store each: the median run is reported).
 Ratios, not absolute numbers, are what compare across machines.
 """
 
@@ -91,6 +91,37 @@ def thread_cpu_by_group(pid: int) -> dict[str, float]:
             else "engine pools"
         )
         out[group] += stat_cpu_seconds(raw)
+    return out
+
+
+def thread_sched(pid: int) -> dict[int, tuple[str, int, int]]:
+    """Per live thread: (group as in :func:`thread_cpu_by_group`, CPU migrations, context switches), from
+    ``/proc/<pid>/task/<tid>/sched`` (kernels built with scheduler statistics; empty otherwise)."""
+    out: dict[int, tuple[str, int, int]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/sched") as f:
+                fields = dict(
+                    (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in f) if v.strip()
+                )
+            group = "python" if comm.startswith("python") else "merges" if comm.startswith("Merge") else "engine pools"
+            out[int(tid)] = (group, int(fields["se.nr_migrations"]), int(fields["nr_switches"]))
+        except (OSError, KeyError, ValueError):
+            continue
+    return out
+
+
+def sched_delta(before: dict[int, tuple[str, int, int]], after: dict[int, tuple[str, int, int]]) -> dict[str, Any]:
+    """CPU migrations and context switches per group between two :func:`thread_sched` reads (threads
+    started meanwhile count from zero)."""
+    out: dict[str, Any] = {}
+    for tid, (group, mig, sw) in after.items():
+        _, mig0, sw0 = before.get(tid, (group, 0, 0))
+        g = out.setdefault(group, {"migrations": 0, "switches": 0})
+        g["migrations"] += mig - mig0
+        g["switches"] += sw - sw0
     return out
 
 
@@ -233,6 +264,7 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         sampler = threading.Thread(target=sample_rss, daemon=True)
         cpu0 = proc_cpu_seconds(proc.pid)
         groups0 = thread_cpu_by_group(proc.pid)
+        sched0 = thread_sched(proc.pid)
         t0 = time.perf_counter()
         sampler.start()
         go.set()
@@ -246,6 +278,7 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         elapsed = time.perf_counter() - t0
         cpu = proc_cpu_seconds(proc.pid) - cpu0
         groups1 = thread_cpu_by_group(proc.pid)
+        sched = sched_delta(sched0, thread_sched(proc.pid))
         done.set()
         peak_rss_kb = proc_status_kb(proc.pid, "VmHWM")
         stages = stage_cpu(conn)
@@ -277,6 +310,11 @@ def run_end_to_end(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "collector_cpu_us_per_span_by_threads": {
             **{k: (groups1[k] - groups0[k]) / args.spans * 1e6 for k in groups0},
             "ended threads": max(0.0, cpu - sum(groups1[k] - groups0[k] for k in groups0)) / args.spans * 1e6,
+        },
+        # how often the scheduler moved each group's threads between CPUs, and switched them out, per 1,000
+        # spans (see "Session 13" in benchmarks/README.md)
+        "collector_sched_per_1k_spans": {
+            g: {k: v / args.spans * 1000 for k, v in d.items()} for g, d in sorted(sched.items())
         },
         "collector_rss_idle_mb": rss_idle_kb / 1024,
         "collector_peak_rss_mb": peak_rss_kb / 1024,
@@ -513,6 +551,11 @@ def report(args: argparse.Namespace, e2e: dict[str, Any], raw: dict[str, Any]) -
         f"{e2e['collector_rss_mb_during_run']['max_second_half']:>5.0f}",
         f"    {'by threads, µs/span':<42}"
         + "  ".join(f"{k} {v:.1f}" for k, v in e2e.get("collector_cpu_us_per_span_by_threads", {}).items()),
+        f"    {'CPU migrations / switches per 1k spans':<42}"
+        + "  ".join(
+            f"{g} {d['migrations']:.0f} / {d['switches']:.0f}"
+            for g, d in e2e.get("collector_sched_per_1k_spans", {}).items()
+        ),
         f"  {'503 retries':<44}{e2e['retries_503']:>14}",
         f"  {'senders CPU (same machine), µs/span':<44}{e2e.get('senders_cpu_us_per_span', 0):>14.1f}",
         "",
@@ -573,7 +616,7 @@ def main() -> int:
     p.add_argument(
         "--runs",
         type=int,
-        default=3,
+        default=5,
         help="end-to-end runs (fresh collector and store each); the median run is reported, all are listed",
     )
     p.add_argument("--seed", type=int, default=7)
