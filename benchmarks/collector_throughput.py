@@ -70,6 +70,12 @@ def proc_cpu_seconds(pid: int) -> float:
         return stat_cpu_seconds(f.read())
 
 
+def thread_group(comm: str) -> str:
+    """A collector thread's group by its name: Python's own threads keep the interpreter's name, chDB names
+    its threads (``MergeMutate`` for background merges)."""
+    return "python" if comm.startswith("python") else "merges" if comm.startswith("Merge") else "engine pools"
+
+
 def thread_cpu_by_group(pid: int) -> dict[str, float]:
     """CPU seconds of a process's live threads by group: ``python`` (request, writer and HTTP threads; the
     engine's work on the writer thread counts here), ``merges`` (chDB's MergeMutate threads) and ``engine
@@ -82,15 +88,7 @@ def thread_cpu_by_group(pid: int) -> dict[str, float]:
                 raw = f.read()
         except OSError:  # the thread ended meanwhile
             continue
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        group = (
-            "python"
-            if comm.startswith("python")
-            else "merges"
-            if comm.startswith("Merge")
-            else "engine pools"
-        )
-        out[group] += stat_cpu_seconds(raw)
+        out[thread_group(raw[raw.index("(") + 1 : raw.rindex(")")])] += stat_cpu_seconds(raw)
     return out
 
 
@@ -106,8 +104,7 @@ def thread_sched(pid: int) -> dict[int, tuple[str, int, int]]:
                 fields = dict(
                     (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in f) if v.strip()
                 )
-            group = "python" if comm.startswith("python") else "merges" if comm.startswith("Merge") else "engine pools"
-            out[int(tid)] = (group, int(fields["se.nr_migrations"]), int(fields["nr_switches"]))
+            out[int(tid)] = (thread_group(comm), int(fields["se.nr_migrations"]), int(fields["nr_switches"]))
         except (OSError, KeyError, ValueError):
             continue
     return out
